@@ -1,0 +1,172 @@
+"""Core value types and the conventions every module keeps.
+
+Conventions (written once, here):
+
+* **Images** are ``uint8`` RGB arrays of shape ``(H, W, 3)`` (16-bit or float inputs
+  are converted on read; see :mod:`steadydepth.io.frames`).
+* **Pixel coordinates** follow OpenCV: the centre of the pixel in row ``v``, column
+  ``u`` is at ``(x, y) = (u, v)``; the image spans ``[-0.5, W - 0.5]``. COLMAP puts
+  the first pixel centre at ``(0.5, 0.5)``: we convert once at the pycolmap boundary
+  (``cx_opencv = cx_colmap - 0.5``).
+* **Depth** is the distance along the optical axis (z in camera coordinates), not the
+  ray length. Units are metres when the scale is known, otherwise "scene" units (one
+  consistent but unknown scale for the whole clip). ``0`` (or NaN) marks invalid
+  pixels; a made-up value is never stored.
+* **Disparity** is ``1 / depth``. Relative learned models give *affine-invariant*
+  disparity (unknown scale and shift); functions say which one they take.
+* **Poses** are camera-to-world 4x4 matrices with OpenCV camera axes
+  (x right, y down, z forward): ``X_world = T_c2w @ X_cam``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "Intrinsics",
+    "Frame",
+    "Cameras",
+    "PriorOutput",
+    "DepthFrame",
+    "Units",
+]
+
+Units = Literal["metres", "scene"]
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics in pixels, OpenCV pixel-centre convention, for a ``width x height`` image."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @property
+    def K(self) -> np.ndarray:
+        """The 3x3 calibration matrix (float64)."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def scaled(self, width: int, height: int) -> Intrinsics:
+        """The same camera for an image resized to ``width x height`` (pixel centres kept exact)."""
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(
+            fx=self.fx * sx,
+            fy=self.fy * sy,
+            cx=(self.cx + 0.5) * sx - 0.5,
+            cy=(self.cy + 0.5) * sy - 0.5,
+            width=int(width),
+            height=int(height),
+        )
+
+    @classmethod
+    def from_fov(cls, hfov_deg: float, width: int, height: int) -> Intrinsics:
+        """Square pixels, principal point at the image centre, horizontal field of view in degrees."""
+        if not 1.0 < hfov_deg < 179.0:
+            raise ValueError(f"horizontal field of view must be in (1, 179) degrees, got {hfov_deg}")
+        f = 0.5 * width / np.tan(np.radians(hfov_deg) / 2.0)
+        return cls(f, f, (width - 1) / 2.0, (height - 1) / 2.0, int(width), int(height))
+
+    @classmethod
+    def from_K(cls, K: np.ndarray, width: int, height: int) -> Intrinsics:
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (3, 3):
+            raise ValueError(f"K must be 3x3, got {K.shape}")
+        return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
+
+    def to_dict(self) -> dict:
+        return {
+            "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
+            "width": self.width, "height": self.height,
+            "pixel_centre": "opencv (first pixel centre at 0,0)",
+        }
+
+
+@dataclass
+class Frame:
+    """One decoded frame.
+
+    ``index`` is the frame's position in the source (before stride); ``image`` is
+    uint8 RGB ``(H, W, 3)``; ``time`` is the presentation time in seconds when known;
+    ``name`` is the file name for image sequences.
+    """
+
+    index: int
+    image: np.ndarray
+    time: float | None = None
+    name: str | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass
+class Cameras:
+    """Cameras of a clip: shared intrinsics and one camera-to-world pose per processed frame.
+
+    ``poses[i]`` belongs to the i-th processed frame (after range and stride) and is
+    ``None`` where that frame has no pose. ``points`` is an optional sparse cloud
+    ``(N, 3)`` in world coordinates with ``colors`` ``(N, 3)`` uint8. ``units`` says
+    whether translations are metres or scene units.
+    """
+
+    intrinsics: Intrinsics
+    poses: list[np.ndarray | None]
+    frame_indices: list[int] = field(default_factory=list)
+    points: np.ndarray | None = None
+    colors: np.ndarray | None = None
+    units: Units = "scene"
+    source: str = "unknown"
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for i, p in enumerate(self.poses):
+            if p is not None and np.asarray(p).shape != (4, 4):
+                raise ValueError(f"pose {i} must be a 4x4 camera-to-world matrix, got {np.asarray(p).shape}")
+
+    @property
+    def num_posed(self) -> int:
+        return sum(p is not None for p in self.poses)
+
+
+@dataclass
+class PriorOutput:
+    """What a depth prior yields for one frame, at the prior's working resolution.
+
+    ``kind`` says what ``values`` holds: ``"depth"`` (z-depth, 0 = invalid) or
+    ``"disparity"`` (affine-invariant ``1/depth`` up to scale and shift, 0 = invalid).
+    ``metric`` is True when depth is in metres. ``confidence`` is in ``[0, 1]``
+    (``None`` means: 1 where values are valid).
+    """
+
+    index: int
+    values: np.ndarray
+    kind: Literal["depth", "disparity"] = "depth"
+    metric: bool = False
+    confidence: np.ndarray | None = None
+
+
+@dataclass
+class DepthFrame:
+    """Final depth of one frame: z-depth ``(H, W)`` float32 (0 = invalid), confidence in ``[0, 1]``."""
+
+    index: int
+    depth: np.ndarray
+    confidence: np.ndarray
+    units: Units = "scene"
+    pose: np.ndarray | None = None
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.isfinite(self.depth) & (self.depth > 0)
