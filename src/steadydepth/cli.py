@@ -1,0 +1,159 @@
+"""The command line: a thin layer over :func:`steadydepth.estimate` and :mod:`steadydepth.eval`.
+
+``steadydepth run INPUT -o OUTDIR`` and ``steadydepth eval OUTDIR --gt GT``. Errors a
+user can cause print one line naming the file and the cause and exit non-zero;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError, SteadyDepthError
+from .options import DEPTH_FORMATS, PRESETS, RunOptions
+from .types import Intrinsics
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("steadydepth")
+
+
+def _intrinsics(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or values[0] <= 0 or values[1] <= 0:
+        raise argparse.ArgumentTypeError(f"expected fx,fy,cx,cy in pixels of the input, got '{text}'")
+    return values  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steadydepth", description="Temporally consistent depth from video.")
+    parser.add_argument("--version", action="version", version=f"steadydepth {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bar")
+    common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="estimate depth for a video or image sequence")
+    run.add_argument("input", help="video file (mp4, mov, mkv, webm, ...), image folder, or glob ('dir/*.png')")
+    run.add_argument("-o", "--output", required=True, help="output folder")
+    run.add_argument("--prior", default="mvs",
+                     help="depth source: mvs (default, no weights), files:DIR, hf:MODEL, onnx:FILE, depthcrafter, "
+                          "or combinations such as hf:MODEL+mvs")
+    run.add_argument("--preset", default="balanced", choices=list(PRESETS))
+    run.add_argument("--max-res", type=int, help="long side of the processing resolution (preset default)")
+    run.add_argument("--output-res", default="input", choices=["input", "processing"],
+                     help="write depth at the input resolution (default) or the processing one")
+    run.add_argument("--start", type=int, default=0, help="first source frame")
+    run.add_argument("--stop", type=int, help="source frame to stop before")
+    run.add_argument("--stride", type=int, default=1, help="take every N-th frame")
+    run.add_argument("--format", dest="formats", action="append", choices=list(DEPTH_FORMATS),
+                     help="per-frame depth files besides npy (repeatable): png16, exr")
+    run.add_argument("--png-scale", type=float, default=1000.0,
+                     help="16-bit PNG stores round(depth * scale) (default 1000: millimetres for metric depth)")
+    run.add_argument("--no-npz", action="store_true", help="skip depth.npz (per-frame files only)")
+    run.add_argument("--no-vis", action="store_true", help="skip depth_vis.mp4")
+    run.add_argument("--side-by-side", action="store_true", help="put the input beside the depth in depth_vis.mp4")
+    run.add_argument("--cmap", default="inferno", help="colour map of depth_vis.mp4 (inferno, turbo, viridis, ...)")
+    run.add_argument("--points", action="store_true", help="write points/NNNNNN.ply per frame")
+    run.add_argument("--points-stride", type=int, default=2, help="take every N-th pixel for point clouds")
+    run.add_argument("--fov", type=float, help="known horizontal field of view in degrees")
+    run.add_argument("--intrinsics", type=_intrinsics, help="known fx,fy,cx,cy in pixels of the input")
+    run.add_argument("--metric-hint", help="depth=METRES (median depth of the first frame) or travel=METRES "
+                                           "(camera path length) to output metres")
+    run.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (learned priors)")
+    run.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
+
+    ev = sub.add_parser("eval", parents=[common], help="score an output folder against ground truth")
+    ev.add_argument("output", help="a steadydepth output folder (or any folder with depth/*.npy)")
+    ev.add_argument("--gt", required=True, help="ground truth: a gt/ folder (depth/ + cameras.json) or a dataset folder")
+    ev.add_argument("--max-depth", type=float, help="ignore ground truth beyond this depth (dataset default)")
+    ev.add_argument("--json", dest="json_path", help="also write the metrics as JSON here")
+
+    sub.add_parser("priors", parents=[common], help="list the available depth priors")
+    return parser
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else getattr(logging, args.log_level)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import estimate
+
+    intr = None
+    if args.intrinsics is not None:
+        from .io.frames import open_source
+
+        src = open_source(args.input, start=args.start, stop=args.stop, stride=args.stride)
+        fx, fy, cx, cy = args.intrinsics
+        intr = Intrinsics(fx, fy, cx, cy, src.width, src.height)
+    opts = RunOptions(
+        prior=args.prior, preset=args.preset, max_res=args.max_res, start=args.start, stop=args.stop,
+        stride=args.stride, output_res=args.output_res, formats=tuple(args.formats or ("npy",)),
+        png_scale=args.png_scale, npz=not args.no_npz, vis=not args.no_vis, side_by_side=args.side_by_side,
+        cmap=args.cmap, points=args.points, points_stride=args.points_stride, hfov_deg=args.fov, intrinsics=intr,
+        metric_hint=args.metric_hint, device=args.device, overwrite=args.overwrite, progress_bar=not args.quiet,
+    )
+    video = estimate(args.input, args.output, opts)
+    info = json.loads((video.folder / "run.json").read_text())
+    log.info("wrote %d frames (%s units) to %s in %.1f s", len(video), video.units, video.folder,
+             info["timings_s"]["total"])
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .eval.evaluate import evaluate_output
+    from .eval.report import format_table
+
+    result = evaluate_output(Path(args.output), Path(args.gt), max_depth=args.max_depth)
+    print(format_table(result["rows"], result["columns"]))
+    if args.json_path:
+        from .io.atomic import atomic_write_json
+
+        atomic_write_json(Path(args.json_path), result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "eval":
+            return _cmd_eval(args)
+        if args.command == "priors":
+            from .priors import available_priors
+
+            print("\n".join(available_priors()))
+            return 0
+        raise InputError(f"unknown command {args.command}")
+    except SteadyDepthError as exc:
+        if args.debug:
+            raise
+        print(f"steadydepth: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("steadydepth: interrupted; finished frames are kept in the output folder", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback with --debug
+        if args.debug:
+            raise
+        print(f"steadydepth: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""End-of-run exports: cameras (JSON + COLMAP text), point clouds, the depth video.
+
+Each reads the per-frame files back one at a time, so memory stays flat in clip length.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .io.frames import FrameSource
+from .outputs import OutputFolder
+from .types import Cameras, Intrinsics
+
+__all__ = ["write_cameras", "write_points", "write_visualisation"]
+
+log = logging.getLogger(__name__)
+
+
+def write_cameras(out: OutputFolder, cameras: Cameras | None, intrinsics: Intrinsics | None,
+                  frame_indices: list[int], units: str) -> None:
+    """``cameras.json`` (intrinsics at the output resolution, c2w poses, null where unknown);
+    plus ``colmap/`` text files and ``sparse.ply`` when SfM ran."""
+    poses = cameras.poses if cameras is not None else [None] * len(frame_indices)
+    out.write_json("cameras.json", {
+        "convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward); "
+                      "pixel centres at integer coordinates",
+        "units": units,
+        "source": cameras.source if cameras is not None else None,
+        "intrinsics": intrinsics.to_dict() if intrinsics is not None else None,
+        "frames": [
+            {"position": i, "index": int(idx), "pose_c2w": None if p is None else np.asarray(p).tolist()}
+            for i, (idx, p) in enumerate(zip(frame_indices, poses))
+        ],
+    })
+    if cameras is None:
+        return
+    from .cameras.colmap_io import write_colmap_text
+
+    write_colmap_text(cameras, out.root / "colmap", image_names=[f"{i:06d}.png" for i in frame_indices])
+    if cameras.points is not None and len(cameras.points):
+        from .io.ply import write_ply
+
+        write_ply(out.root / "sparse.ply", cameras.points, cameras.colors)
+
+
+def write_points(out: OutputFolder, source: FrameSource, count: int, intrinsics: Intrinsics | None,
+                 cameras: Cameras | None, *, stride: int = 2) -> None:
+    """``points/000000.ply``: coloured points per frame, in world coordinates when the frame has a pose."""
+    from .errors import InputError
+    from .io.ply import depth_to_points, write_ply
+
+    if intrinsics is None:
+        raise InputError("point clouds need intrinsics: use a geometric prior or pass --fov / --intrinsics")
+    folder = out.root / "points"
+    folder.mkdir(exist_ok=True)
+    for i, frame in enumerate(source):
+        if i >= count:
+            break
+        depth, _ = out.read_frame(i)
+        pose = cameras.poses[i] if cameras is not None and i < len(cameras.poses) else None
+        image = frame.image
+        if image.shape[:2] != depth.shape:
+            import cv2
+
+            image = cv2.resize(image, (depth.shape[1], depth.shape[0]), interpolation=cv2.INTER_AREA)
+        points, colors = depth_to_points(depth, intrinsics, pose, image=image, stride=stride)
+        write_ply(folder / f"{i:06d}.ply", points, colors)
+
+
+def write_visualisation(out: OutputFolder, source: FrameSource, count: int, *, fps: float, cmap: str = "inferno",
+                        side_by_side: bool = False) -> None:
+    """``depth_vis.mp4``: colour-mapped depth with ONE value range for the whole clip (no colour flicker)."""
+    import cv2
+
+    from .io.video_writer import VideoWriter
+    from .scene.colormap import colorize_depth, robust_range
+
+    vmin, vmax = robust_range(out.iter_depth(count))
+    frames = iter(source) if side_by_side else None
+    with VideoWriter(out.root / "depth_vis.mp4", fps) as writer:
+        for i, depth in enumerate(out.iter_depth(count)):
+            rgb = colorize_depth(depth, vmin, vmax, cmap=cmap)
+            if frames is not None:
+                image = next(frames).image
+                if image.shape[:2] != rgb.shape[:2]:
+                    image = cv2.resize(image, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
+                rgb = np.concatenate([image, rgb], axis=1)
+            writer.write(rgb)

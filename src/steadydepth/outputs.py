@@ -1,0 +1,164 @@
+"""The output folder of one run, written as frames finish.
+
+Layout (a public contract; other tools read it)::
+
+    OUTDIR/depth/000000.npy        float32 (H, W) z-depth at the output resolution, 0 = invalid
+    OUTDIR/confidence/000000.npy   float16 (H, W) in [0, 1]
+    OUTDIR/depth_png16/000000.png  optional: uint16 = round(depth * png_scale), 0 = invalid
+    OUTDIR/depth_exr/000000.exr    optional: float32 depth
+    OUTDIR/points/000000.ply       optional: coloured points of the frame (world coordinates when posed)
+    OUTDIR/depth.npz               depth (T, H, W) float32, confidence (T, H, W) float16,
+                                   valid (T, H, W) bool, units, frame_indices, K, poses (T, 4, 4; NaN = none)
+    OUTDIR/depth_vis.mp4           colour-mapped depth, one value range for the whole clip
+    OUTDIR/cameras.json            intrinsics + camera-to-world pose per frame (null where unknown)
+    OUTDIR/colmap/                 cameras.txt, images.txt, points3D.txt (when SfM ran)
+    OUTDIR/sparse.ply              SfM points (when SfM ran)
+    OUTDIR/run.json                versions, options, timings per stage, frame count, warnings, status
+
+Frames are numbered by their position in the processed stream (after range and stride);
+``frame_indices`` maps them to source frames. Every file is written under a temporary
+name and renamed, so an interrupted run leaves only complete files, and ``run.json``
+says ``"status": "running"`` until the run has finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .errors import OutputError
+from .io.atomic import atomic_write_json
+from .io.depth_files import write_depth, write_npz_stream
+from .types import Cameras, Intrinsics
+
+__all__ = ["OutputFolder", "RUN_MARKERS"]
+
+log = logging.getLogger(__name__)
+
+#: entries whose presence means "this folder already holds a run"
+RUN_MARKERS = ("run.json", "depth.npz", "depth", "confidence", "depth_png16", "depth_exr", "points",
+               "depth_vis.mp4", "cameras.json", "colmap", "sparse.ply", ".work")
+
+_FORMAT_DIRS = {"npy": ("depth", ".npy"), "png16": ("depth_png16", ".png"), "exr": ("depth_exr", ".exr")}
+
+
+class OutputFolder:
+    """Creates, checks and fills ``OUTDIR`` (see module docstring)."""
+
+    def __init__(self, root: str | Path, *, overwrite: bool = False) -> None:
+        self.root = Path(root).expanduser()
+        self.overwrite = overwrite
+
+    # -- set-up -----------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the folder; refuse one that holds another run unless ``overwrite``."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise OutputError(f"{root}: output path exists and is not a folder")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{root}: cannot create output folder ({exc.strerror or exc})") from exc
+        found = [name for name in RUN_MARKERS if (root / name).exists()]
+        if found:
+            if not self.overwrite:
+                raise OutputError(
+                    f"{root}: folder already holds a run ({', '.join(found)}); "
+                    "pass --overwrite to replace it, or choose another folder"
+                )
+            for name in found:
+                path = root / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        probe = root / ".steadydepth-write-test"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(f"{root}: output folder is not writable ({exc.strerror or exc})") from exc
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for intermediate files (SfM database, images); removed at the end."""
+        path = self.root / ".work"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root / ".work", ignore_errors=True)
+
+    # -- per frame --------------------------------------------------------------------
+    def depth_path(self, position: int, fmt: str = "npy") -> Path:
+        folder, suffix = _FORMAT_DIRS[fmt]
+        return self.root / folder / f"{position:06d}{suffix}"
+
+    def confidence_path(self, position: int) -> Path:
+        return self.root / "confidence" / f"{position:06d}.npy"
+
+    def write_frame(self, position: int, depth: np.ndarray, confidence: np.ndarray, *,
+                    formats: tuple[str, ...] = ("npy",), png_scale: float = 1000.0) -> int:
+        """Write one frame's depth in every requested format; return the number of PNG-clipped pixels."""
+        clipped = 0
+        for fmt in formats:
+            path = self.depth_path(position, fmt)
+            path.parent.mkdir(exist_ok=True)
+            n = write_depth(path, depth, fmt, png_scale=png_scale)
+            clipped += int(n or 0)
+        conf_path = self.confidence_path(position)
+        conf_path.parent.mkdir(exist_ok=True)
+        write_depth_like(conf_path, confidence.astype(np.float16))
+        return clipped
+
+    def read_frame(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        depth = np.load(self.depth_path(position))
+        confidence = np.load(self.confidence_path(position)).astype(np.float32)
+        return depth, confidence
+
+    def iter_depth(self, count: int) -> Iterator[np.ndarray]:
+        for i in range(count):
+            yield np.load(self.depth_path(i))
+
+    # -- end of run ---------------------------------------------------------------------
+    def write_npz(self, count: int, shape: tuple[int, int], *, units: str, frame_indices: list[int],
+                  cameras: Cameras | None, intrinsics: Intrinsics | None) -> Path:
+        """Assemble ``depth.npz`` from the per-frame files, one frame in memory at a time."""
+        h, w = shape
+        poses = np.full((count, 4, 4), np.nan, dtype=np.float64)
+        if cameras is not None:
+            for i, pose in enumerate(cameras.poses[:count]):
+                if pose is not None:
+                    poses[i] = pose
+        K = intrinsics.K if intrinsics is not None else np.full((3, 3), np.nan)
+        path = self.root / "depth.npz"
+        write_npz_stream(
+            path,
+            {
+                "depth": ((np.load(self.depth_path(i)) for i in range(count)), (count, h, w), np.float32),
+                "confidence": ((np.load(self.confidence_path(i)) for i in range(count)), (count, h, w), np.float16),
+                "valid": ((np.load(self.depth_path(i)) > 0 for i in range(count)), (count, h, w), np.bool_),
+            },
+            {
+                "units": np.array(units),
+                "frame_indices": np.asarray(frame_indices, dtype=np.int64),
+                "K": K,
+                "poses": poses,
+            },
+        )
+        return path
+
+    def write_json(self, name: str, obj: dict) -> Path:
+        path = self.root / name
+        atomic_write_json(path, obj)
+        return path
+
+
+def write_depth_like(path: Path, array: np.ndarray) -> None:
+    """Atomic ``np.save`` of a small per-frame array."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array)
+    os.replace(tmp, path)

@@ -1,0 +1,326 @@
+"""The end-to-end job: frames -> cameras -> per-frame depth -> consistency -> outputs.
+
+:func:`estimate` is the public entry point (the CLI is a thin layer over it). Frames
+are decoded lazily and every result is written as soon as its frame is done, so memory
+stays flat in clip length; the returned :class:`DepthVideo` reads frames back lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .io.frames import FrameSource, open_source, processing_size, resize_frame
+from .options import RunOptions, parse_metric_hint
+from .outputs import OutputFolder
+from .priors.base import PriorContext, create_prior
+from .progress import Progress
+from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
+
+__all__ = ["estimate", "DepthVideo", "upsample_depth"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DepthVideo:
+    """Depth of a whole clip, stored in an output folder and read back frame by frame.
+
+    Iterating yields :class:`~steadydepth.types.DepthFrame` (z-depth float32, 0 = invalid,
+    confidence in [0, 1], camera-to-world pose or None). ``units`` is ``"metres"`` or
+    ``"scene"``.
+    """
+
+    folder: Path
+    num_frames: int
+    units: str
+    frame_indices: list[int]
+    cameras: Cameras | None = None
+    intrinsics: Intrinsics | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __getitem__(self, i: int) -> DepthFrame:
+        if not -self.num_frames <= i < self.num_frames:
+            raise IndexError(f"frame {i} out of range (clip has {self.num_frames} frames)")
+        i %= self.num_frames
+        out = OutputFolder(self.folder)
+        depth, confidence = out.read_frame(i)
+        pose = self.cameras.poses[i] if self.cameras is not None and i < len(self.cameras.poses) else None
+        return DepthFrame(index=self.frame_indices[i], depth=depth, confidence=confidence, units=self.units, pose=pose)
+
+    def __iter__(self) -> Iterator[DepthFrame]:
+        for i in range(self.num_frames):
+            yield self[i]
+
+    def to_array(self) -> np.ndarray:
+        """All depth maps as one (T, H, W) array (loads the whole clip: short clips only)."""
+        return np.stack([f.depth for f in self])
+
+    def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Copy the run's outputs to ``folder`` (refuses a folder holding a run unless ``overwrite``)."""
+        import shutil
+
+        target = OutputFolder(folder, overwrite=overwrite)
+        target.prepare()
+        for entry in self.folder.iterdir():
+            if entry.name.startswith("."):
+                continue
+            dest = target.root / entry.name
+            shutil.copytree(entry, dest) if entry.is_dir() else shutil.copy2(entry, dest)
+        return target.root
+
+
+def upsample_depth(depth: np.ndarray, confidence: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize depth and confidence to ``size = (width, height)``.
+
+    Interpolates in disparity (1/depth), weighting by validity so invalid pixels (0) never
+    bleed into valid ones; a pixel is valid when over half of its interpolation weight was
+    valid. Pixel centres are kept aligned (OpenCV ``resize``).
+    """
+    w, h = size
+    if depth.shape == (h, w):
+        return depth.astype(np.float32), confidence.astype(np.float32)
+    valid = (depth > 0) & np.isfinite(depth)
+    disp = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32)
+    weight = valid.astype(np.float32)
+    down = w < depth.shape[1]
+    interp = cv2.INTER_AREA if down else cv2.INTER_LINEAR
+    disp_r = cv2.resize(disp, (w, h), interpolation=interp)
+    weight_r = cv2.resize(weight, (w, h), interpolation=interp)
+    conf_r = cv2.resize(confidence.astype(np.float32), (w, h), interpolation=interp)
+    ok = weight_r > 0.5
+    out = np.zeros((h, w), np.float32)
+    out[ok] = weight_r[ok] / np.maximum(disp_r[ok], 1e-12)
+    return out, np.clip(np.where(ok, conf_r, 0.0), 0.0, 1.0).astype(np.float32)
+
+
+class _ResizedFrames:
+    """Re-iterable view of a source at the processing resolution."""
+
+    def __init__(self, source: FrameSource, max_res: int | None) -> None:
+        self.source = source
+        self.max_res = max_res
+        self.size = processing_size(source.width, source.height, max_res)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in self.source:
+            image = resize_frame(frame.image, self.max_res)
+            yield Frame(index=frame.index, image=image, time=frame.time, name=frame.name)
+
+
+def _to_depth(out: PriorOutput) -> tuple[np.ndarray, np.ndarray]:
+    values = np.asarray(out.values, dtype=np.float32)
+    valid = np.isfinite(values) & (values > 0)
+    if out.kind == "disparity":
+        raise InputError(
+            "this prior yields relative disparity, which needs the clip-alignment stage; "
+            "combine it with a geometric prior (e.g. --prior hf:MODEL+mvs)"
+        )
+    depth = np.where(valid, values, 0.0).astype(np.float32)
+    conf = valid.astype(np.float32) if out.confidence is None else np.where(valid, out.confidence, 0.0)
+    return depth, conf.astype(np.float32)
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    versions = {"steadydepth": __version__, "python": platform.python_version()}
+    for pkg in ("numpy", "opencv-python-headless", "av", "torch", "pycolmap", "transformers"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def estimate(
+    src: str | Path | Sequence[np.ndarray] | np.ndarray,
+    output_dir: str | Path | None = None,
+    options: RunOptions | None = None,
+    **overrides,
+) -> DepthVideo:
+    """Estimate depth for every frame of a video, an image folder/glob, or in-memory frames.
+
+    ``options`` (or keyword overrides of :class:`~steadydepth.options.RunOptions` fields)
+    choose the prior, preset, frame range and outputs. Results go to ``output_dir`` (a
+    temporary folder when None) as they finish; the returned :class:`DepthVideo` reads
+    them back lazily.
+    """
+    opts = (options or RunOptions())
+    if overrides:
+        opts = RunOptions(**{**opts.to_dict(), "intrinsics": opts.intrinsics, **overrides})
+    opts = opts.resolved()
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    started = time.perf_counter()
+
+    out = OutputFolder(output_dir if output_dir is not None else tempfile.mkdtemp(prefix="steadydepth-"),
+                       overwrite=opts.overwrite)
+    source = open_source(src, start=opts.start, stop=opts.stop, stride=opts.stride)
+    prior = create_prior(opts.prior)
+    out.prepare()
+    run_info = {
+        "status": "running",
+        "input": source.describe(),
+        "options": opts.to_dict(),
+        "prior": prior.describe(),
+        "versions": _versions(),
+    }
+    out.write_json("run.json", run_info)
+
+    frames = _ResizedFrames(source, opts.max_res)
+    proc_w, proc_h = frames.size
+    out_w, out_h = (source.width, source.height) if opts.output_res == "input" else (proc_w, proc_h)
+    user_K = opts.intrinsics.scaled(proc_w, proc_h) if opts.intrinsics is not None else None
+
+    # -- cameras ----------------------------------------------------------------------------
+    cameras: Cameras | None = None
+    if prior.needs_cameras:
+        from .cameras.sfm import estimate_cameras
+
+        t0 = time.perf_counter()
+        bars: dict[str, Progress] = {}
+
+        def sfm_progress(stage: str, done: int, total: int) -> None:
+            bar = bars.get(stage)
+            if bar is None:
+                bar = bars[stage] = Progress(f"cameras/{stage}", total, bar=opts.progress_bar)
+            bar.update(done - bar.done)
+
+        cameras = estimate_cameras(frames, out.work_dir / "sfm", intrinsics=user_K, hfov_deg=opts.hfov_deg,
+                                   preset=opts.preset, progress=sfm_progress)
+        for bar in bars.values():
+            bar.close()
+        timings["cameras"] = time.perf_counter() - t0
+        warnings.extend(cameras.warnings)
+        if cameras.num_posed < 2 and len(cameras.poses) >= 2:
+            warnings.append("cameras: fewer than two frames have a pose")
+
+    scale = 1.0
+    units = "scene"
+    hint = parse_metric_hint(opts.metric_hint) if opts.metric_hint else None
+    if hint is not None and hint[0] == "travel":
+        if cameras is None or cameras.num_posed < 2:
+            raise InputError("--metric-hint travel=... needs camera poses (a geometric prior such as mvs)")
+        centres = np.array([p[:3, 3] for p in cameras.poses if p is not None])
+        path_length = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
+        if path_length <= 0:
+            raise InputError("--metric-hint travel=...: the camera did not move, so travel gives no scale")
+        scale = hint[1] / path_length
+        units = "metres"
+
+    # -- depth ----------------------------------------------------------------------------------
+    context = PriorContext(cameras=cameras, num_frames=source.num_frames, frame_size=(proc_w, proc_h),
+                           source_size=(source.width, source.height), device=opts.device, preset=opts.preset,
+                           options=opts.extra)
+    t0 = time.perf_counter()
+    count = 0
+    clipped = 0
+    frame_indices: list[int] = []
+    metric_prior = None
+    with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
+        for out_frame in prior.process(_Recorder(iter(frames), frame_indices), context):
+            depth, conf = _to_depth(out_frame)
+            if metric_prior is None:
+                metric_prior = bool(out_frame.metric)
+                if metric_prior and hint is None:
+                    units = "metres"
+            if hint is not None and hint[0] == "depth" and count == 0:
+                med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
+                if med <= 0:
+                    raise InputError("--metric-hint depth=...: the first frame has no valid depth")
+                scale = hint[1] / med
+                units = "metres"
+            if scale != 1.0:
+                depth = depth * np.float32(scale)
+            depth, conf = upsample_depth(depth, conf, (out_w, out_h))
+            clipped += out.write_frame(count, depth, conf, formats=opts.formats, png_scale=opts.png_scale)
+            count += 1
+            bar.update()
+    timings["depth"] = time.perf_counter() - t0
+    warnings.extend(source.warnings)
+    if count == 0:
+        raise InputError(f"{source.path}: no frame could be processed")
+    if count != len(frame_indices):
+        raise RuntimeError(f"prior {prior.name} yielded {count} outputs for {len(frame_indices)} frames")
+    if clipped:
+        warnings.append(f"png16: {clipped} pixels beyond {65535 / opts.png_scale:.1f} units were clipped")
+
+    if cameras is not None and scale != 1.0:
+        cameras = _scale_cameras(cameras, scale)
+        cameras.units = "metres"
+    intr_out = cameras.intrinsics.scaled(out_w, out_h) if cameras is not None else (
+        opts.intrinsics.scaled(out_w, out_h) if opts.intrinsics is not None else None)
+
+    # -- outputs at the end of the run ----------------------------------------------------------
+    t0 = time.perf_counter()
+    from .exports import write_cameras, write_points, write_visualisation
+
+    if opts.npz:
+        out.write_npz(count, (out_h, out_w), units=units, frame_indices=frame_indices, cameras=cameras,
+                      intrinsics=intr_out)
+    write_cameras(out, cameras, intr_out, frame_indices, units)
+    if opts.points:
+        write_points(out, source, count, intr_out, cameras, stride=opts.points_stride)
+    if opts.vis:
+        write_visualisation(out, source, count, fps=source.fps or 24.0, cmap=opts.cmap,
+                            side_by_side=opts.side_by_side)
+    timings["outputs"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - started
+    out.cleanup()
+    for w in warnings:
+        log.warning("%s", w)
+    run_info.update({
+        "status": "complete",
+        "frames": count,
+        "frame_indices": frame_indices,
+        "processing_size": [proc_w, proc_h],
+        "output_size": [out_w, out_h],
+        "units": units,
+        "metric_scale_applied": scale,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "frames_per_second": round(count / timings["total"], 3) if timings["total"] > 0 else None,
+        "warnings": warnings,
+    })
+    out.write_json("run.json", run_info)
+    return DepthVideo(folder=out.root, num_frames=count, units=units, frame_indices=frame_indices,
+                      cameras=cameras, intrinsics=intr_out, warnings=warnings)
+
+
+class _Recorder:
+    """Passes frames to the prior and records their source indices in order."""
+
+    def __init__(self, frames: Iterator[Frame], record: list[int]) -> None:
+        self.frames, self.record = frames, record
+
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in self.frames:
+            self.record.append(frame.index)
+            yield frame
+
+
+def _scale_cameras(cameras: Cameras, scale: float) -> Cameras:
+    poses = []
+    for p in cameras.poses:
+        if p is None:
+            poses.append(None)
+            continue
+        q = np.array(p, dtype=np.float64)
+        q[:3, 3] *= scale
+        poses.append(q)
+    points = cameras.points * scale if cameras.points is not None else None
+    return Cameras(intrinsics=cameras.intrinsics, poses=poses, frame_indices=cameras.frame_indices, points=points,
+                   colors=cameras.colors, units=cameras.units, source=cameras.source, warnings=cameras.warnings)
