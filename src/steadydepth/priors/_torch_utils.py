@@ -1,0 +1,128 @@
+"""Small helpers shared by the learned priors (torch is imported lazily, inside functions).
+
+Conventions: images are uint8 RGB ``(H, W, 3)``; model outputs are resized back to the
+frame size with *bilinear* interpolation on pixel centres (``align_corners=False``, the
+OpenCV convention used everywhere in steadydepth).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from ..errors import InputError, require
+
+__all__ = [
+    "resolve_device",
+    "resize_maps",
+    "parse_spec_options",
+    "option_bool",
+    "hub_offline",
+    "looks_like_hub_id",
+]
+
+log = logging.getLogger(__name__)
+
+_TRUE = {"1", "true", "yes", "on", ""}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def resolve_device(device: str | None, extra: str = "hf", purpose: str = "a learned depth prior") -> str:
+    """Map ``"auto"``/``None``/``"cpu"``/``"cuda[:N]"``/``"mps"`` to a torch device string.
+
+    ``auto`` picks CUDA, then Apple MPS, then the CPU. Asking for an accelerator that
+    torch cannot see raises :class:`~steadydepth.errors.InputError`.
+    """
+    torch = require("torch", extra, purpose)
+    dev = (device or "auto").strip().lower()
+    if dev == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if dev == "cpu":
+        return "cpu"
+    if dev.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device '{device}' was requested but torch sees no CUDA GPU (use --device cpu or auto)")
+        return dev
+    if dev == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InputError("device 'mps' was requested but torch's MPS backend is not available")
+        return dev
+    raise InputError(f"unknown device '{device}': use cpu, cuda, cuda:N, mps or auto")
+
+
+def resize_maps(maps, height: int, width: int) -> np.ndarray:
+    """Resize a batch of maps ``(B, h, w)`` (torch tensor or numpy) to ``(B, height, width)`` float32.
+
+    Bilinear on pixel centres (``align_corners=False``); computed in float32 whatever the
+    input dtype, returned as a numpy array on the CPU.
+    """
+    import torch
+
+    t = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps))
+    if t.ndim != 3:
+        raise ValueError(f"resize_maps expects (B, h, w) maps, got shape {tuple(t.shape)}")
+    t = t.detach().float()
+    if tuple(t.shape[-2:]) != (height, width):
+        t = torch.nn.functional.interpolate(t[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+    return t.cpu().numpy().astype(np.float32, copy=False)
+
+
+def parse_spec_options(arg: str, allowed: dict[str, str], spec_name: str) -> tuple[str, dict[str, str]]:
+    """Split ``"target?key=value&flag"`` into ``("target", {"key": "value", "flag": ""})``.
+
+    ``allowed`` maps option names to a one-line description (used in the error message
+    when an unknown option is given).
+    """
+    target, _, query = arg.partition("?")
+    opts: dict[str, str] = {}
+    if query:
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            key = key.strip().lower().replace("-", "_")
+            if key not in allowed:
+                known = "; ".join(f"{k}: {v}" for k, v in allowed.items())
+                raise InputError(f"--prior {spec_name}:{arg}: unknown option '{key}' (known options: {known})")
+            opts[key] = value.strip()
+    return target, opts
+
+
+def option_bool(value: str | bool | None, name: str, default: bool) -> bool:
+    """Read a boolean option given as ``1/0/true/false/yes/no/on/off`` (empty = true)."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise InputError(f"option '{name}' must be a boolean (1/0, true/false), got '{value}'")
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face Hub must not be contacted (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+    try:
+        import huggingface_hub.constants as c
+
+        return bool(getattr(c, "HF_HUB_OFFLINE", False))
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers/diffusers
+        return False
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``org/name`` or ``name`` (no drive, no leading ``.``/``/``/``~``, at most one ``/``)."""
+    if not text or text.startswith((".", "/", "~", "\\")) or "\\" in text or ":" in text:
+        return False
+    return text.count("/") <= 1 and all(part for part in text.split("/"))
