@@ -1,0 +1,805 @@
+"""Depth and trajectory metrics, computed the way the video-depth field does.
+
+The protocol (DepthCrafter ``benchmark/eval/eval.py``, Video Depth Anything
+``benchmark/eval/eval.py`` and ``eval_tae.py``) for one sequence:
+
+1. Valid pixels: ``min_depth < gt < max_depth`` (``min_depth`` = 1e-3 there).
+2. One scale ``s`` and shift ``t`` for the whole sequence, fitted by least squares in
+   *disparity* space over all valid pixels of all frames: minimise
+   ``sum (s * pred_disp + t - 1 / gt)^2``.
+3. ``aligned_disp = max(s * pred_disp + t, 1e-3)``; ``depth = 1 / aligned_disp``, clipped
+   to ``[min_depth, max_depth]``.
+4. Per frame, over its valid pixels: ``AbsRel = mean |d - gt| / gt``,
+   ``delta1 = mean(max(d / gt, gt / d) < 1.25)``, ``RMSE = sqrt(mean (d - gt)^2)``; frames
+   without a valid pixel are skipped; the sequence value is the mean over frames (and a
+   dataset value the mean over sequences, :func:`mean_over_sequences`).
+5. TAE (Video Depth Anything): with ground-truth intrinsics and camera-to-world poses,
+   the aligned depth of frame ``k`` is back-projected, moved into frame ``k + 1``
+   (``T = inv(T_{k+1}) @ T_k``), projected to the nearest pixel, and compared with frame
+   ``k + 1``'s aligned depth: ``mean |d_{k+1} - d_proj| / d_{k+1}``; the same from
+   ``k + 1`` into ``k``; the mean over both directions and all pairs, times 100.
+
+Conventions: depth is z-depth (distance along the optical axis), 0 or NaN = invalid;
+disparity = 1 / depth; poses are camera-to-world 4x4 with OpenCV axes; pixel ``(u, v)``
+has its centre at ``(x, y) = (u, v)`` (OpenCV). Ground truth is always *depth*; a
+prediction is depth unless ``pred_is_disparity`` (then it is affine-invariant disparity).
+
+Where this module deviates from the reference code (all deliberate, all small):
+
+* Streaming: predictions and ground truth are read frame by frame, twice (fit, then
+  score); the normal equations of step 2 are accumulated, which is the same least-squares
+  solution as the reference's ``np.linalg.lstsq`` on the stacked pixels.
+* A prediction pixel that is invalid (``<= 0``, NaN or inf) is excluded from the fit and
+  from the scores (the reference clips the prediction to ``>= 1e-3`` and keeps it).
+  :attr:`DepthMetrics.coverage` reports the fraction of ground-truth-valid pixels that had a
+  valid prediction, so a method cannot hide hard pixels unnoticed.
+* The ground-truth disparity is ``1 / gt`` exactly (the reference adds 1e-8 to ``gt``).
+* A prediction at another resolution is resized to the ground truth's size like the
+  reference (``cv2.resize``, bilinear, OpenCV pixel centres), but *normalised* over valid
+  pixels: values are ``lin(v * m) / lin(m)`` so invalid pixels never bleed into valid
+  ones, and validity is resized with exact nearest neighbour (``INTER_NEAREST_EXACT``).
+* TAE: when several source pixels land on one target pixel the nearest one wins (a
+  z-buffer; the reference keeps an arbitrary one); points behind the target camera are
+  dropped; a direction with no overlapping pixel is left out of the mean (the reference
+  counts it as 0); frames without a pose are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Union
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..types import Intrinsics
+from .report import to_jsonable
+
+__all__ = [
+    "DepthMetrics",
+    "Align",
+    "FrameSource",
+    "depth_metrics",
+    "fit_scale_shift_disparity",
+    "evaluate_depth",
+    "temporal_alignment_error",
+    "flicker",
+    "mean_over_sequences",
+    "umeyama",
+    "trajectory_error",
+]
+
+log = logging.getLogger(__name__)
+
+Align = Literal["sequence", "frame", "scale", "none"]
+
+#: Frames of a clip: a sequence of ``(H, W)`` arrays (a list, or a ``(T, H, W)`` array), or a
+#: callable returning a *fresh* iterator each call (needed for streaming, two-pass scoring).
+FrameSource = Union[Callable[[], Iterable[np.ndarray]], Sequence[np.ndarray], np.ndarray]
+
+_DISP_FLOOR = 1e-3  # the reference clips aligned disparity to >= 1e-3 before inverting
+_DELTA1 = 1.25
+_END = object()
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class DepthMetrics:
+    """Metrics of one sequence.
+
+    ``abs_rel``, ``delta1``, ``rmse`` are means over scored frames of the per-frame values
+    (``rmse`` in ground-truth units). ``tae`` (x100, see module docstring) is ``None`` without
+    intrinsics and poses; ``flicker`` (x100, see :func:`flicker`) is ``None`` for a single
+    frame. ``scale``/``shift`` are the fitted alignment (disparity space for ``"sequence"``;
+    the mean of the per-frame values for ``"frame"``; the depth ratio and 0 for ``"scale"``;
+    1 and 0 for ``"none"``). ``per_frame`` holds one dict per input frame: ``index``,
+    ``abs_rel``, ``delta1``, ``rmse`` (``None`` when the frame had no valid pixel),
+    ``valid_pixels`` (and ``scale``/``shift`` for ``"frame"``). ``coverage`` is the fraction of
+    ground-truth-valid pixels with a valid prediction; ``num_pixels`` the scored pixels.
+    """
+
+    abs_rel: float
+    delta1: float
+    rmse: float
+    tae: float | None
+    flicker: float | None
+    num_frames: int
+    scale: float
+    shift: float
+    align: str
+    per_frame: list[dict] = field(default_factory=list)
+    coverage: float = 1.0
+    num_pixels: int = 0
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (plain floats/ints/None, ``per_frame`` included)."""
+        return to_jsonable(asdict(self))
+
+
+# --------------------------------------------------------------------------- frame plumbing
+
+
+def _opener(src: FrameSource, name: str, passes: int) -> Callable[[], Iterator[Any]]:
+    """Turn a frame source into a function returning a fresh iterator."""
+    if isinstance(src, np.ndarray):
+        arr = src[None] if src.ndim == 2 else src
+        if arr.ndim != 3 and not (arr.ndim == 4 and arr.shape[-1] == 1):
+            raise InputError(f"{name}: expected frames of shape (T, H, W), got an array of shape {src.shape}")
+        return lambda: iter(arr)
+    if callable(src):
+        def _call() -> Iterator[Any]:
+            it = src()
+            if it is None:
+                raise InputError(f"{name}: the frame factory returned None instead of an iterable")
+            return iter(it)
+        return _call
+    if isinstance(src, Sequence) and not isinstance(src, (str, bytes)):
+        return lambda: iter(src)
+    if isinstance(src, Iterable):
+        if passes > 1:
+            raise InputError(
+                f"{name}: a one-shot iterator cannot be read twice (this alignment needs a fitting pass "
+                "and a scoring pass); pass a list or a callable that returns a fresh iterator"
+            )
+        used = [False]
+
+        def _once() -> Iterator[Any]:
+            if used[0]:
+                raise InputError(f"{name}: the one-shot iterator was already consumed")
+            used[0] = True
+            return iter(src)
+        return _once
+    raise InputError(f"{name}: expected a sequence of (H, W) arrays or a callable returning an iterator, "
+                     f"got {type(src).__name__}")
+
+
+def _pairs(pred: Callable[[], Iterator[Any]], gt: Callable[[], Iterator[Any]]) -> Iterator[tuple[int, Any, Any]]:
+    """Zip two frame streams, raising :class:`InputError` (naming which) on a length mismatch."""
+    it_p, it_g = pred(), gt()
+    k = 0
+    while True:
+        p = next(it_p, _END)
+        g = next(it_g, _END)
+        if p is _END and g is _END:
+            return
+        if p is _END:
+            raise InputError(f"length mismatch: the prediction has {k} frames but the ground truth has more")
+        if g is _END:
+            raise InputError(f"length mismatch: the ground truth has {k} frames but the prediction has more")
+        yield k, p, g
+        k += 1
+
+
+def _as_frame(a: Any, name: str, k: int) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2 or arr.size == 0:
+        raise InputError(f"{name} frame {k}: expected an (H, W) array, got shape {np.shape(a)}")
+    return arr
+
+
+def _resize_valid(values: np.ndarray, valid: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize ``values`` to ``shape`` (H, W): bilinear normalised over ``valid``; validity by exact nearest."""
+    h, w = shape
+    m = valid.astype(np.float64)
+    num = cv2.resize(np.where(valid, values, 0.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    den = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+    near = cv2.resize(valid.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
+    ok = near & (den > 1e-9)
+    out = np.zeros((h, w), dtype=np.float64)
+    out[ok] = num[ok] / den[ok]
+    return out, ok
+
+
+def _prepare(p_raw: Any, g_raw: Any, k: int, min_depth: float, max_depth: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(pred at gt size, pred valid, gt, gt valid)`` for frame ``k``; invalid pred set to 0."""
+    gt = _as_frame(g_raw, "ground truth", k)
+    p = _as_frame(p_raw, "prediction", k)
+    with np.errstate(invalid="ignore"):
+        pvalid = np.isfinite(p) & (p > 0)
+        gvalid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
+    if p.shape != gt.shape:
+        p, pvalid = _resize_valid(p, pvalid, gt.shape)
+    else:
+        p = np.where(pvalid, p, 0.0)
+    return p, pvalid, gt, gvalid
+
+
+def _to_disparity(p: np.ndarray, pvalid: np.ndarray, pred_is_disparity: bool) -> np.ndarray:
+    if pred_is_disparity:
+        return p
+    out = np.zeros_like(p)
+    np.divide(1.0, p, out=out, where=pvalid)
+    return out
+
+
+def _to_depth(p: np.ndarray, pvalid: np.ndarray, pred_is_disparity: bool) -> np.ndarray:
+    # 1 / x is its own inverse: depth from disparity is the same operation as disparity from depth
+    return _to_disparity(p, pvalid, not pred_is_disparity)
+
+
+def _disp_to_clipped_depth(disp: np.ndarray, pvalid: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    d = 1.0 / np.maximum(disp, _DISP_FLOOR)
+    d = np.clip(d, min_depth, max_depth)
+    return np.where(pvalid, d, 0.0)
+
+
+# --------------------------------------------------------------------------- per-frame scores
+
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """AbsRel, delta1 (< 1.25) and RMSE of z-depth ``pred`` against ``gt`` over ``mask``.
+
+    ``pred`` and ``gt`` are same-shape depth arrays (already aligned and clipped); ``mask``
+    defaults to ``gt > 0`` and finite. Returns ``{"abs_rel", "delta1", "rmse", "valid_pixels"}``;
+    raises :class:`InputError` when no pixel is valid or ``pred`` is not positive there.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise InputError(f"depth_metrics: prediction shape {pred.shape} differs from ground truth {gt.shape}")
+    if mask is None:
+        with np.errstate(invalid="ignore"):
+            mask = np.isfinite(gt) & (gt > 0)
+    mask = np.asarray(mask, dtype=bool)
+    p, g = pred[mask], gt[mask]
+    if p.size == 0:
+        raise InputError("depth_metrics: no valid pixel")
+    if not (np.all(np.isfinite(p)) and np.all(p > 0) and np.all(g > 0)):
+        raise InputError("depth_metrics: prediction and ground truth must be positive and finite on the mask")
+    ratio = np.maximum(p / g, g / p)
+    return {
+        "abs_rel": float(np.mean(np.abs(p - g) / g)),
+        "delta1": float(np.mean(ratio < _DELTA1)),
+        "rmse": float(np.sqrt(np.mean((p - g) ** 2))),
+        "valid_pixels": int(p.size),
+    }
+
+
+# --------------------------------------------------------------------------- alignment fits
+
+
+class _NormalEquations:
+    """Accumulates ``A^T A`` and ``A^T b`` of ``min sum (s * x + t - y)^2``."""
+
+    def __init__(self) -> None:
+        self.sxx = self.sx = self.sxy = self.sy = 0.0
+        self.n = 0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.sxx += float(np.dot(x, x))
+        self.sx += float(np.sum(x))
+        self.sxy += float(np.dot(x, y))
+        self.sy += float(np.sum(y))
+        self.n += int(x.size)
+
+    def solve(self, what: str) -> tuple[float, float]:
+        if self.n == 0:
+            raise InputError(f"{what}: no valid pixel to fit the scale and shift")
+        ata = np.array([[self.sxx, self.sx], [self.sx, float(self.n)]])
+        atb = np.array([self.sxy, self.sy])
+        sol, _, rank, _ = np.linalg.lstsq(ata, atb, rcond=1e-12)
+        if rank < 2:
+            log.warning("%s: the prediction is constant over the valid pixels; scale/shift is the "
+                        "minimum-norm least-squares solution", what)
+        return float(sol[0]), float(sol[1])
+
+
+def fit_scale_shift_disparity(pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """Least-squares ``(s, t)`` minimising ``sum (s * pred + t - gt)^2`` over masked pixels.
+
+    ``pairs`` yields ``(pred_disparity, gt_disparity, mask)`` per frame (same shapes; the
+    mask selects the pixels to use). Normal equations are accumulated, so the frames are
+    streamed. A constant prediction gives the minimum-norm solution (with a warning);
+    no pixel at all raises :class:`InputError`.
+    """
+    acc = _NormalEquations()
+    for k, (p, g, m) in enumerate(pairs):
+        p = np.asarray(p, dtype=np.float64)
+        g = np.asarray(g, dtype=np.float64)
+        m = np.asarray(m, dtype=bool)
+        if not (p.shape == g.shape == m.shape):
+            raise InputError(f"fit_scale_shift_disparity: frame {k} has shapes pred {p.shape}, gt {g.shape}, "
+                             f"mask {m.shape}; they must be equal")
+        x, y = p[m], g[m]
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            raise InputError(f"fit_scale_shift_disparity: frame {k} has non-finite values under the mask")
+        acc.add(x, y)
+    return acc.solve("fit_scale_shift_disparity")
+
+
+class _LogHistogram:
+    """Streaming median of positive values: a histogram of ``ln(value)`` with 1e-4 wide bins.
+
+    The median is exact to a relative 1e-4 (linear interpolation inside the bin); values
+    outside ``[1e-8, 1e8]`` are counted in the edge bins.
+    """
+
+    LO, HI, WIDTH = math.log(1e-8), math.log(1e8), 1e-4
+
+    def __init__(self) -> None:
+        self.nbins = int(math.ceil((self.HI - self.LO) / self.WIDTH))
+        self.counts = np.zeros(self.nbins, dtype=np.int64)
+        self.n = 0
+
+    def add(self, values: np.ndarray) -> None:
+        idx = np.floor((np.log(values) - self.LO) / self.WIDTH).astype(np.int64)
+        np.clip(idx, 0, self.nbins - 1, out=idx)
+        self.counts += np.bincount(idx, minlength=self.nbins)
+        self.n += int(values.size)
+
+    def median(self) -> float:
+        half = 0.5 * self.n
+        cum = np.cumsum(self.counts)
+        b = int(np.searchsorted(cum, half))
+        before = float(cum[b - 1]) if b > 0 else 0.0
+        frac = (half - before) / max(float(self.counts[b]), 1.0)
+        return float(math.exp(self.LO + (b + frac) * self.WIDTH))
+
+
+# --------------------------------------------------------------------------- temporal measures
+
+
+def _pose_or_none(poses: Any, k: int) -> np.ndarray | None:
+    if k >= len(poses):
+        raise InputError(f"poses: frame {k} has no pose (only {len(poses)} poses were given)")
+    p = poses[k]
+    if p is None:
+        return None
+    p = np.asarray(p, dtype=np.float64)
+    if p.shape != (4, 4) or not np.all(np.isfinite(p)):
+        raise InputError(f"poses: pose {k} must be a finite 4x4 camera-to-world matrix, got shape {p.shape}")
+    return p
+
+
+def _project_abs_rel(d_src: np.ndarray, v_src: np.ndarray, d_dst: np.ndarray, v_dst: np.ndarray,
+                     T_dst_src: np.ndarray, K: np.ndarray) -> float | None:
+    """AbsRel of ``d_src`` moved into the destination camera against ``d_dst`` (None: no overlap)."""
+    h, w = d_dst.shape
+    vs, us = np.nonzero(v_src)
+    z = d_src[vs, us]
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    pts = np.stack([(us - cx) / fx * z, (vs - cy) / fy * z, z], axis=0)
+    q = T_dst_src[:3, :3] @ pts + T_dst_src[:3, 3:4]
+    zq = q[2]
+    front = zq > 1e-12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u2 = np.rint(fx * q[0] / zq + cx)
+        v2 = np.rint(fy * q[1] / zq + cy)
+    inb = front & (u2 >= 0) & (u2 < w) & (v2 >= 0) & (v2 < h)
+    if not np.any(inb):
+        return None
+    lin = v2[inb].astype(np.int64) * w + u2[inb].astype(np.int64)
+    zz = zq[inb]
+    order = np.lexsort((zz, lin))  # by target pixel, nearest first
+    lin_s, z_s = lin[order], zz[order]
+    first = np.ones(lin_s.size, dtype=bool)
+    first[1:] = lin_s[1:] != lin_s[:-1]
+    proj = np.zeros(h * w, dtype=np.float64)
+    proj[lin_s[first]] = z_s[first]
+    proj = proj.reshape(h, w)
+    both = (proj > 0) & v_dst
+    if not np.any(both):
+        return None
+    t = d_dst[both]
+    return float(np.mean(np.abs(t - proj[both]) / t))
+
+
+class _TAEAccumulator:
+    def __init__(self, intrinsics: Intrinsics, poses: Any) -> None:
+        self.intrinsics = intrinsics
+        self.poses = poses
+        self.prev: tuple[int, np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        self.terms: list[float] = []
+        self.pairs = 0
+        self.frames = 0
+
+    def add(self, k: int, depth: np.ndarray, valid: np.ndarray) -> None:
+        self.frames += 1
+        pose = _pose_or_none(self.poses, k)
+        h, w = depth.shape
+        intr = self.intrinsics
+        if (intr.width, intr.height) != (w, h):
+            intr = intr.scaled(w, h)
+        if self.prev is not None and pose is not None and self.prev[3] is not None:
+            _, d0, m0, p0 = self.prev
+            if d0.shape != depth.shape:
+                raise InputError(f"TAE: frame {k} has shape {depth.shape} but frame {k - 1} has {d0.shape}")
+            T_1_0 = np.linalg.inv(pose) @ p0
+            self.pairs += 1
+            for term in (_project_abs_rel(d0, m0, depth, valid, T_1_0, intr.K),
+                         _project_abs_rel(depth, valid, d0, m0, np.linalg.inv(T_1_0), intr.K)):
+                if term is not None:
+                    self.terms.append(term)
+        self.prev = (k, depth, valid, pose)
+
+    def result(self) -> float | None:
+        if len(self.poses) != self.frames:
+            raise InputError(f"poses: {len(self.poses)} poses for {self.frames} frames")
+        if not self.terms:
+            return None
+        return 100.0 * float(np.mean(self.terms))
+
+
+class _FlickerAccumulator:
+    def __init__(self) -> None:
+        self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.terms: list[float] = []
+
+    def add(self, k: int, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> None:
+        if self.prev is not None:
+            p0, g0, m0 = self.prev
+            if p0.shape != pred.shape:
+                raise InputError(f"flicker: frame {k} has shape {pred.shape} but frame {k - 1} has {p0.shape}")
+            both = m0 & valid
+            if np.any(both):
+                e = np.abs(np.log(pred[both] / p0[both]) - np.log(gt[both] / g0[both]))
+                self.terms.append(float(np.mean(e)))
+        self.prev = (pred, gt, valid)
+
+    def result(self) -> float | None:
+        return 100.0 * float(np.mean(self.terms)) if self.terms else None
+
+
+def temporal_alignment_error(
+    depths: FrameSource,
+    intrinsics: Intrinsics,
+    poses: Sequence[np.ndarray | None] | np.ndarray,
+    *,
+    masks: FrameSource | None = None,
+) -> float:
+    """TAE (Video Depth Anything) of already aligned z-depth frames, times 100.
+
+    ``depths`` are the aligned predicted depths (0 / NaN = invalid) of consecutive frames;
+    ``intrinsics`` the ground-truth camera (rescaled when the frames have another size);
+    ``poses[k]`` the ground-truth camera-to-world pose of frame ``k`` (``None`` skips the
+    pairs touching it). For each consecutive pair, frame ``k``'s pixels are back-projected,
+    moved by ``inv(T_{k+1}) @ T_k``, projected to the nearest pixel (nearest surface wins),
+    and ``mean |d_{k+1} - d_proj| / d_{k+1}`` is taken over pixels valid in both; likewise
+    from ``k + 1`` into ``k``. The result is the mean over both directions and all pairs,
+    x100. Optional ``masks`` (bool frames) restrict the valid pixels (e.g. static regions).
+    Streams the frames (keeps two). Raises :class:`InputError` for fewer than two frames,
+    a pose count that differs from the frame count, or no overlapping pixel at all.
+    """
+    acc = _TAEAccumulator(intrinsics, poses)
+    d_open = _opener(depths, "depths", 1)
+    m_iter = _opener(masks, "masks", 1)() if masks is not None else None
+    n = 0
+    for k, d in enumerate(d_open()):
+        d = _as_frame(d, "depths", k)
+        with np.errstate(invalid="ignore"):
+            v = np.isfinite(d) & (d > 0)
+        if m_iter is not None:
+            m = next(m_iter, _END)
+            if m is _END:
+                raise InputError(f"length mismatch: masks has {k} frames but depths has more")
+            m = np.asarray(m, dtype=bool)
+            if m.shape != d.shape:
+                raise InputError(f"masks frame {k}: shape {m.shape} differs from the depth {d.shape}")
+            v &= m
+        acc.add(k, np.where(v, d, 0.0), v)
+        n += 1
+    if n < 2:
+        raise InputError(f"TAE needs at least two frames, got {n}")
+    res = acc.result()
+    if res is None:
+        raise InputError("TAE: no pair of frames shares a valid pixel (check the poses and intrinsics)")
+    return res
+
+
+def flicker(pred_depths: FrameSource, gt_depths: FrameSource, *, min_depth: float = 1e-3,
+            max_depth: float = math.inf) -> float:
+    """Pose-free temporal consistency: error of the frame-to-frame depth change, x100.
+
+    For consecutive frames ``k, k+1`` and every pixel valid in both (ground truth in
+    ``(min_depth, max_depth)`` and prediction ``> 0`` in both frames), the predicted change
+    ``ln(p_{k+1} / p_k)`` is compared with the ground-truth change ``ln(g_{k+1} / g_k)`` at the
+    same pixel: ``e = |ln(p_{k+1}/p_k) - ln(g_{k+1}/g_k)|``. The value is
+    ``100 * mean over pairs (mean over pixels e)`` — about the percentage by which the depth
+    of a pixel jumps between frames beyond what the ground truth does. It is 0 for a
+    prediction equal to the ground truth times one constant (so invariant to a global scale,
+    not to a shift), and for a static camera it is pure flicker. A frame whose depth is
+    scaled by ``a`` adds ``|ln a|`` to the two pairs touching it. Camera motion is handled
+    only through the ground-truth change, so depth edges that move across a pixel count too;
+    use :func:`temporal_alignment_error` when poses are known. Streams (keeps two frames);
+    predictions are resized to the ground truth's size as in :func:`evaluate_depth`.
+    """
+    acc = _FlickerAccumulator()
+    n = 0
+    for k, p_raw, g_raw in _pairs(_opener(pred_depths, "prediction", 1), _opener(gt_depths, "ground truth", 1)):
+        p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
+        acc.add(k, p, np.where(gvalid, g, 1.0), pvalid & gvalid)
+        n += 1
+    if n < 2:
+        raise InputError(f"flicker needs at least two frames, got {n}")
+    res = acc.result()
+    if res is None:
+        raise InputError("flicker: no pair of consecutive frames shares a valid pixel")
+    return res
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+def evaluate_depth(
+    pred: FrameSource,
+    gt: FrameSource,
+    *,
+    pred_is_disparity: bool = False,
+    align: Align = "sequence",
+    max_depth: float = 10.0,
+    min_depth: float = 1e-3,
+    intrinsics: Intrinsics | None = None,
+    poses: np.ndarray | Sequence[np.ndarray | None] | None = None,
+) -> DepthMetrics:
+    """Score a predicted depth (or disparity) video against ground-truth depth.
+
+    ``pred`` and ``gt`` are frame sources (:data:`FrameSource`): lists / ``(T, H, W)``
+    arrays, or callables returning a fresh iterator (the clip is streamed: at most two
+    frames are held). ``gt`` is z-depth (0 / NaN = invalid); ``pred`` is z-depth, or
+    affine-invariant disparity when ``pred_is_disparity``. A prediction at another
+    resolution is resized to the ground truth's (see module docstring).
+
+    Valid pixels: ``min_depth < gt < max_depth`` and the prediction ``> 0`` and finite.
+    ``align``:
+
+    * ``"sequence"`` (the field's protocol): one least-squares scale and shift in disparity
+      over all valid pixels of all frames (two passes);
+    * ``"frame"``: the same fit per frame (the per-frame-aligned variant; one pass);
+    * ``"scale"``: one scale for the sequence, ``median(gt) / median(pred depth)`` over all
+      valid pixels of all frames (medians exact to a relative 1e-4; two passes);
+    * ``"none"``: the prediction as it is (depth = 1 / disparity for disparity inputs).
+
+    Then ``depth = 1 / max(aligned disparity, 1e-3)`` (for ``sequence``/``frame``), clipped to
+    ``[min_depth, max_depth]``, scored per frame (:func:`depth_metrics`) and averaged over
+    frames with a valid pixel. With ``intrinsics`` (of the ground truth) and camera-to-world
+    ``poses`` the TAE of the aligned depth is computed too (:func:`temporal_alignment_error`;
+    as in the reference it uses every pixel with a valid prediction, ground truth or not).
+    ``flicker`` (:func:`flicker`) on the aligned depth needs no poses.
+
+    Raises :class:`InputError` on a length mismatch (naming which stream is shorter), a bad
+    frame shape, no valid pixel in the whole clip, or only one of ``intrinsics``/``poses``.
+    """
+    if align not in ("sequence", "frame", "scale", "none"):
+        raise InputError(f"align must be one of sequence, frame, scale, none; got {align!r}")
+    if not (0.0 <= min_depth < max_depth):
+        raise InputError(f"need 0 <= min_depth < max_depth, got min_depth={min_depth}, max_depth={max_depth}")
+    if (intrinsics is None) != (poses is None):
+        raise InputError("TAE needs both intrinsics and poses; got only "
+                         + ("intrinsics" if intrinsics is not None else "poses"))
+    passes = 2 if align in ("sequence", "scale") else 1
+    p_open = _opener(pred, "prediction", passes)
+    g_open = _opener(gt, "ground truth", passes)
+
+    # ---- pass 1: fit the sequence alignment
+    scale, shift = 1.0, 0.0
+    if align == "sequence":
+        acc = _NormalEquations()
+        for k, p_raw, g_raw in _pairs(p_open, g_open):
+            p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
+            m = pvalid & gvalid
+            acc.add(_to_disparity(p, pvalid, pred_is_disparity)[m], 1.0 / g[m])
+        scale, shift = acc.solve("evaluate_depth")
+    elif align == "scale":
+        hp, hg = _LogHistogram(), _LogHistogram()
+        for k, p_raw, g_raw in _pairs(p_open, g_open):
+            p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
+            m = pvalid & gvalid
+            hp.add(_to_depth(p, pvalid, pred_is_disparity)[m])
+            hg.add(g[m])
+        if hp.n == 0:
+            raise InputError("evaluate_depth: no valid pixel in the whole clip (check max_depth and the inputs)")
+        scale = hg.median() / hp.median()
+    log.debug("evaluate_depth: align=%s scale=%.6g shift=%.6g", align, scale, shift)
+
+    # ---- pass 2: align and score
+    tae_acc = _TAEAccumulator(intrinsics, poses) if intrinsics is not None else None
+    fl_acc = _FlickerAccumulator()
+    per_frame: list[dict] = []
+    n_gt_valid = n_scored = n_frames = 0
+    frame_fits: list[tuple[float, float]] = []
+    for k, p_raw, g_raw in _pairs(p_open, g_open):
+        n_frames += 1
+        p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
+        m = pvalid & gvalid
+        entry: dict[str, Any] = {"index": k}
+        if align in ("sequence", "frame"):
+            disp = _to_disparity(p, pvalid, pred_is_disparity)
+            s, t = scale, shift
+            if align == "frame":
+                if np.any(m):
+                    fe = _NormalEquations()
+                    fe.add(disp[m], 1.0 / g[m])
+                    s, t = fe.solve(f"evaluate_depth frame {k}")
+                    frame_fits.append((s, t))
+                else:
+                    s, t = math.nan, math.nan
+                entry["scale"], entry["shift"] = s, t
+            d = _disp_to_clipped_depth(s * disp + t, pvalid, min_depth, max_depth) if np.isfinite(s) \
+                else np.zeros_like(p)
+        else:
+            depth = _to_depth(p, pvalid, pred_is_disparity)
+            d = np.where(pvalid, np.clip(scale * depth, min_depth, max_depth), 0.0)
+        n_gt_valid += int(gvalid.sum())
+        if np.any(m):
+            fm = depth_metrics(d, g, m)
+            n_scored += fm["valid_pixels"]
+            entry.update(fm)
+        else:
+            entry.update({"abs_rel": None, "delta1": None, "rmse": None, "valid_pixels": 0})
+        per_frame.append(entry)
+        fl_acc.add(k, d, np.where(gvalid, g, 1.0), m)
+        if tae_acc is not None:
+            tae_acc.add(k, d, d > 0)
+    if n_frames == 0:
+        raise InputError("evaluate_depth: the clip has no frame")
+    scored = [e for e in per_frame if e["valid_pixels"] > 0]
+    if not scored:
+        raise InputError("evaluate_depth: no valid pixel in the whole clip (check max_depth and the inputs)")
+    if align == "frame":
+        scale = float(np.mean([f[0] for f in frame_fits]))
+        shift = float(np.mean([f[1] for f in frame_fits]))
+    tae = tae_acc.result() if tae_acc is not None else None
+    return DepthMetrics(
+        abs_rel=float(np.mean([e["abs_rel"] for e in scored])),
+        delta1=float(np.mean([e["delta1"] for e in scored])),
+        rmse=float(np.mean([e["rmse"] for e in scored])),
+        tae=tae,
+        flicker=fl_acc.result(),
+        num_frames=len(scored),
+        scale=float(scale),
+        shift=float(shift),
+        align=align,
+        per_frame=per_frame,
+        coverage=n_scored / n_gt_valid if n_gt_valid else 0.0,
+        num_pixels=n_scored,
+    )
+
+
+def mean_over_sequences(results: Sequence[DepthMetrics]) -> dict[str, Any]:
+    """Dataset-level numbers: the plain mean over sequences (as the reference code does).
+
+    ``tae`` / ``flicker`` are averaged over the sequences that have them (``None`` if none);
+    ``num_sequences`` and ``num_frames`` (total) are included.
+    """
+    if not results:
+        raise InputError("mean_over_sequences: no sequence")
+    out: dict[str, Any] = {"num_sequences": len(results), "num_frames": int(sum(r.num_frames for r in results))}
+    for key in ("abs_rel", "delta1", "rmse", "tae", "flicker"):
+        vals = [getattr(r, key) for r in results if getattr(r, key) is not None]
+        out[key] = float(np.mean(vals)) if vals else None
+    return out
+
+
+# --------------------------------------------------------------------------- trajectories
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity ``dst ~ s * R @ src + t`` (Umeyama 1991).
+
+    ``src``, ``dst``: corresponding points ``(N, 3)``, ``N >= 3``. Returns ``(s, R, t)`` with
+    ``R`` a proper rotation (det +1) and ``s = 1`` when ``with_scale`` is False. When the
+    source points lie on a line the rotation about that line is not determined (any
+    minimiser is returned). Raises :class:`InputError` on bad shapes or identical points.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.ndim != 2 or src.shape[1] != 3 or src.shape != dst.shape:
+        raise InputError(f"umeyama: src and dst must both be (N, 3), got {src.shape} and {dst.shape}")
+    n = src.shape[0]
+    if n < 3:
+        raise InputError(f"umeyama: needs at least 3 point pairs, got {n}")
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    xs, xd = src - mu_s, dst - mu_d
+    var_s = float(np.sum(xs**2)) / n
+    if var_s <= 1e-300:
+        raise InputError("umeyama: the source points are all identical")
+    U, D, Vt = np.linalg.svd(xd.T @ xs / n)
+    S = np.eye(3)
+    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
+        S[2, 2] = -1.0
+    R = U @ S @ Vt
+    s = float(np.sum(D * np.diag(S)) / var_s) if with_scale else 1.0
+    t = mu_d - s * R @ mu_s
+    return s, R, t
+
+
+def _rot_angle_deg(R: np.ndarray) -> float:
+    c = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    return float(np.degrees(np.arccos(c)))
+
+
+def _nearest_rotation(M: np.ndarray) -> np.ndarray:
+    U, _, Vt = np.linalg.svd(M)
+    S = np.eye(3)
+    if np.linalg.det(U @ Vt) < 0:
+        S[2, 2] = -1.0
+    return U @ S @ Vt
+
+
+def trajectory_error(pred_poses: Sequence[np.ndarray | None] | np.ndarray,
+                     gt_poses: Sequence[np.ndarray | None] | np.ndarray, *, with_scale: bool = True) -> dict[str, Any]:
+    """Trajectory accuracy of camera-to-world poses after a Sim(3) alignment (evo-style).
+
+    Frames where either pose is ``None`` are ignored. The predicted camera centres
+    (translation columns) are aligned to the ground truth's with :func:`umeyama` (scale
+    included unless ``with_scale`` is False). When the centres are degenerate (fewer than
+    3, or all on one line, where Umeyama cannot fix the rotation) the rotation is instead
+    the one best mapping predicted orientations onto ground-truth ones, then scale and
+    translation are least squares given it (``alignment`` says which was used).
+
+    Returns a dict: ``ate_rmse`` / ``ate_mean`` / ``ate_max`` (centre error after alignment,
+    ground-truth units), ``rot_err_deg_mean`` / ``rot_err_deg_max`` (orientation error after
+    alignment), ``rpe_trans_rmse`` and ``rpe_rot_deg_mean`` (relative pose error between
+    consecutive frames both posed, translation in ground-truth units after scaling; ``None``
+    when no such pair), ``scale``, ``alignment``, ``num_frames`` (used), ``num_missing``
+    (frames without a predicted pose), ``num_total``.
+    """
+    if len(pred_poses) != len(gt_poses):
+        raise InputError(f"trajectory_error: {len(pred_poses)} predicted poses but {len(gt_poses)} ground-truth poses")
+    idx, P, G = [], [], []
+    missing = 0
+    for i, (p, g) in enumerate(zip(pred_poses, gt_poses)):
+        if p is None:
+            missing += 1
+            continue
+        if g is None:
+            continue
+        p = np.asarray(p, dtype=np.float64)
+        g = np.asarray(g, dtype=np.float64)
+        if p.shape != (4, 4) or g.shape != (4, 4):
+            raise InputError(f"trajectory_error: pose {i} must be 4x4 (pred {p.shape}, gt {g.shape})")
+        idx.append(i)
+        P.append(p)
+        G.append(g)
+    if not idx:
+        raise InputError("trajectory_error: no frame has both a predicted and a ground-truth pose")
+    P_arr, G_arr = np.asarray(P), np.asarray(G)
+    cp, cg = P_arr[:, :3, 3], G_arr[:, :3, 3]
+    sv = np.linalg.svd(cp - cp.mean(0), compute_uv=False) if len(idx) >= 3 else np.zeros(3)
+    if len(idx) >= 3 and sv[0] > 1e-12 and sv[1] > 1e-6 * sv[0]:
+        s, R, t = umeyama(cp, cg, with_scale=with_scale)
+        method = "umeyama"
+    else:
+        R = _nearest_rotation(sum(g[:3, :3] @ p[:3, :3].T for p, g in zip(P_arr, G_arr)))
+        xs, xd = (cp - cp.mean(0)) @ R.T, cg - cg.mean(0)
+        den = float(np.sum(xs**2))
+        s = float(np.sum(xs * xd) / den) if (with_scale and den > 1e-300) else 1.0
+        t = cg.mean(0) - s * R @ cp.mean(0)
+        method = "orientation"
+    A = np.repeat(np.eye(4)[None], len(idx), axis=0)
+    A[:, :3, :3] = R @ P_arr[:, :3, :3]
+    A[:, :3, 3] = s * cp @ R.T + t
+    err = np.linalg.norm(A[:, :3, 3] - cg, axis=1)
+    rot = np.array([_rot_angle_deg(a[:3, :3].T @ g[:3, :3]) for a, g in zip(A, G_arr)])
+    rpe_t, rpe_r = [], []
+    for j in range(len(idx) - 1):
+        if idx[j + 1] != idx[j] + 1:
+            continue
+        rel_g = np.linalg.inv(G_arr[j]) @ G_arr[j + 1]
+        rel_a = np.linalg.inv(A[j]) @ A[j + 1]
+        E = np.linalg.inv(rel_g) @ rel_a
+        rpe_t.append(float(np.linalg.norm(E[:3, 3])))
+        rpe_r.append(_rot_angle_deg(E[:3, :3]))
+    return {
+        "ate_rmse": float(np.sqrt(np.mean(err**2))),
+        "ate_mean": float(np.mean(err)),
+        "ate_max": float(np.max(err)),
+        "rot_err_deg_mean": float(np.mean(rot)),
+        "rot_err_deg_max": float(np.max(rot)),
+        "rpe_trans_rmse": float(np.sqrt(np.mean(np.square(rpe_t)))) if rpe_t else None,
+        "rpe_rot_deg_mean": float(np.mean(rpe_r)) if rpe_r else None,
+        "scale": float(s),
+        "alignment": method,
+        "num_frames": len(idx),
+        "num_missing": missing,
+        "num_total": len(pred_poses),
+    }
