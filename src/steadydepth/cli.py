@@ -16,6 +16,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError, SteadyDepthError
 from .options import DEPTH_FORMATS, PRESETS, RunOptions
+from .scene.colormap import COLORMAPS
 from .types import Intrinsics
 
 __all__ = ["main", "build_parser"]
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-npz", action="store_true", help="skip depth.npz (per-frame files only)")
     run.add_argument("--no-vis", action="store_true", help="skip depth_vis.mp4")
     run.add_argument("--side-by-side", action="store_true", help="put the input beside the depth in depth_vis.mp4")
-    run.add_argument("--cmap", default="inferno", help="colour map of depth_vis.mp4 (inferno, turbo, viridis, ...)")
+    run.add_argument("--cmap", default="inferno", choices=sorted(COLORMAPS), help="colour map of depth_vis.mp4")
     run.add_argument("--points", action="store_true", help="write points/NNNNNN.ply per frame")
     run.add_argument("--points-stride", type=int, default=2, help="take every N-th pixel for point clouds")
     run.add_argument("--fov", type=float, help="known horizontal field of view in degrees")
@@ -117,6 +118,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate_output(Path(args.output), Path(args.gt), max_depth=args.max_depth)
     print(format_table(result["rows"], result["columns"]))
+    traj = result.get("trajectory")
+    if traj:
+        print(f"trajectory: ATE RMSE {traj['ate_rmse']:.4g} (after Sim(3) alignment), "
+              f"rotation error {traj['rot_err_deg_mean']:.3g} deg mean, {traj['num_frames']} posed frames")
     if args.json_path:
         from .io.atomic import atomic_write_json
 

@@ -262,8 +262,14 @@ def estimate(
     if cameras is not None and scale != 1.0:
         cameras = _scale_cameras(cameras, scale)
         cameras.units = "metres"
-    intr_out = cameras.intrinsics.scaled(out_w, out_h) if cameras is not None else (
-        opts.intrinsics.scaled(out_w, out_h) if opts.intrinsics is not None else None)
+    if cameras is not None:
+        intr_out = cameras.intrinsics.scaled(out_w, out_h)
+    elif opts.intrinsics is not None:
+        intr_out = opts.intrinsics.scaled(out_w, out_h)
+    elif opts.hfov_deg is not None:
+        intr_out = Intrinsics.from_fov(opts.hfov_deg, out_w, out_h)
+    else:
+        intr_out = None
 
     # -- outputs at the end of the run ----------------------------------------------------------
     t0 = time.perf_counter()

@@ -11,21 +11,17 @@ Append ``?disparity`` to the folder to read the files as affine-invariant dispar
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.frames import natural_sort_key
 from ..types import Frame, PriorOutput
 from .base import DepthPrior, PriorContext, register_prior
 
 __all__ = ["FilesPrior", "DEPTH_SUFFIXES"]
 
 DEPTH_SUFFIXES = (".npy", ".npz", ".png", ".exr", ".pfm")
-
-
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
 class FilesPrior(DepthPrior):
@@ -37,7 +33,7 @@ class FilesPrior(DepthPrior):
             raise InputError(f"{self.folder}: depth folder for --prior files: does not exist")
         self.files = sorted(
             (p for p in self.folder.iterdir() if p.suffix.lower() in DEPTH_SUFFIXES and not p.name.startswith(".")),
-            key=_natural_key,
+            key=lambda p: natural_sort_key(p.name),
         )
         if not self.files:
             raise InputError(f"{self.folder}: no depth files ({', '.join(DEPTH_SUFFIXES)}) found")

@@ -1,0 +1,112 @@
+"""Atomic file writes: write to a hidden sibling, then ``os.replace`` onto the target.
+
+A reader never sees a half-written output: either the old file (or none) or the complete
+new one. The temporary file lives in the *same folder* as the target (so the final
+rename never crosses file systems), its name starts with ``'.'`` and it keeps the
+target's suffix (``.png``, ``.exr``, ``.mp4`` ...) so libraries that pick a format from
+the file name still work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import OutputError
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "sibling_temp_path", "to_jsonable"]
+
+log = logging.getLogger(__name__)
+
+
+def sibling_temp_path(path: str | Path) -> Path:
+    """A fresh hidden temporary path next to ``path`` with the same suffix.
+
+    ``out/depth.png`` -> ``out/.depth.3f2a9c1b.tmp.png``.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # pragma: no cover - depends on the file system
+        log.warning("could not remove temporary file %s: %s", path, exc)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path`` atomically.
+
+    On an exception inside the block the temporary file is removed and the exception
+    propagates; ``path`` is left untouched. The parent folder must exist (it is not
+    created). An ``OSError`` while writing or renaming (permission, missing folder,
+    full disk) becomes :class:`~steadydepth.errors.OutputError` naming ``path``.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: cannot write, folder {path.parent} does not exist")
+    tmp = sibling_temp_path(path)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OutputError(f"{path}: nothing was written (the temporary file {tmp.name} is missing)")
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, paths, tuples and sets into plain JSON values (recursively).
+
+    Non-finite floats become ``None`` (JSON has no NaN).
+    """
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", errors="replace")
+    return obj
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented (2 spaces) UTF-8 JSON, numpy values converted, atomically.
+
+    Raises :class:`OutputError` when ``obj`` holds a value JSON cannot represent.
+    """
+    try:
+        text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot encode as JSON ({exc})") from exc
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
