@@ -110,3 +110,27 @@ def test_upsample_keeps_invalid_pixels_out():
     assert up.shape == (8, 8)
     assert np.all(up[:, :3] == 0) and np.allclose(up[:, 5:], 2.0)
     assert np.all(conf[:, :3] == 0)
+
+
+def test_relative_disparity_prior_is_aligned_over_the_clip(tmp_path):
+    """A per-frame-scaled disparity (what relative models give) comes out steady: the
+    pipeline's clip alignment removes the per-frame scale/shift."""
+    from steadydepth.eval.metrics import evaluate_depth
+    from steadydepth.synthetic import render_clip
+
+    clip = render_clip(num_frames=8, width=160, height=120, motion="orbit", seed=1)
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "disp"
+    folder.mkdir()
+    for i, d in enumerate(clip.depth):
+        s, t = rng.uniform(0.5, 2.0), rng.uniform(0.0, 0.2)
+        np.save(folder / f"{i:04d}.npy", (s / d + t).astype(np.float32))
+    video = estimate(clip.images, tmp_path / "out", prior=f"files:{folder}?disparity", progress_bar=False)
+    pred = video.to_array()
+    raw = [np.load(folder / f"{i:04d}.npy") for i in range(8)]
+    aligned = evaluate_depth(pred, list(clip.depth), align="sequence", intrinsics=clip.intrinsics, poses=clip.poses)
+    flickering = evaluate_depth(raw, list(clip.depth), pred_is_disparity=True, align="sequence",
+                                intrinsics=clip.intrinsics, poses=clip.poses)
+    assert aligned.abs_rel < 0.02, aligned.abs_rel
+    assert aligned.tae < flickering.tae / 3, (aligned.tae, flickering.tae)
+    assert any("clip alignment" in w for w in video.warnings)

@@ -122,13 +122,9 @@ class _ResizedFrames:
 
 
 def _to_depth(out: PriorOutput) -> tuple[np.ndarray, np.ndarray]:
+    """z-depth and confidence of a depth-kind prior output (invalid -> 0)."""
     values = np.asarray(out.values, dtype=np.float32)
     valid = np.isfinite(values) & (values > 0)
-    if out.kind == "disparity":
-        raise InputError(
-            "this prior yields relative disparity, which needs the clip-alignment stage; "
-            "combine it with a geometric prior (e.g. --prior hf:MODEL+mvs)"
-        )
     depth = np.where(valid, values, 0.0).astype(np.float32)
     conf = valid.astype(np.float32) if out.confidence is None else np.where(valid, out.confidence, 0.0)
     return depth, conf.astype(np.float32)
@@ -227,29 +223,60 @@ def estimate(
                            source_size=(source.width, source.height), device=opts.device, preset=opts.preset,
                            options=opts.extra)
     t0 = time.perf_counter()
-    count = 0
-    clipped = 0
     frame_indices: list[int] = []
-    metric_prior = None
+    images: dict[int, np.ndarray] = {}  # processing-res images the prior has read but not yet answered
+    state = {"count": 0, "clipped": 0, "scale": scale, "units": units, "metric": None}
+    aligner = None
+    pending = 0  # disparity frames waiting for the clip alignment (stored in .work/prior)
+
+    def finish(depth: np.ndarray, conf: np.ndarray) -> None:
+        if hint is not None and hint[0] == "depth" and state["count"] == 0:
+            med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
+            if med <= 0:
+                raise InputError("--metric-hint depth=...: the first frame has no valid depth")
+            state["scale"], state["units"] = hint[1] / med, "metres"
+        if state["scale"] != 1.0:
+            depth = depth * np.float32(state["scale"])
+        depth, conf = upsample_depth(depth, conf, (out_w, out_h))
+        state["clipped"] += out.write_frame(state["count"], depth, conf, formats=opts.formats,
+                                            png_scale=opts.png_scale)
+        state["count"] += 1
+
     with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
-        for out_frame in prior.process(_Recorder(iter(frames), frame_indices), context):
-            depth, conf = _to_depth(out_frame)
-            if metric_prior is None:
-                metric_prior = bool(out_frame.metric)
-                if metric_prior and hint is None:
-                    units = "metres"
-            if hint is not None and hint[0] == "depth" and count == 0:
-                med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
-                if med <= 0:
-                    raise InputError("--metric-hint depth=...: the first frame has no valid depth")
-                scale = hint[1] / med
-                units = "metres"
-            if scale != 1.0:
-                depth = depth * np.float32(scale)
-            depth, conf = upsample_depth(depth, conf, (out_w, out_h))
-            clipped += out.write_frame(count, depth, conf, formats=opts.formats, png_scale=opts.png_scale)
-            count += 1
+        stream = _Recorder(iter(frames), frame_indices, images)
+        for position, prior_out in enumerate(prior.process(stream, context)):
+            image = images.pop(position, None)
+            if state["metric"] is None:
+                state["metric"] = bool(prior_out.metric)
+                if state["metric"] and hint is None:
+                    state["units"] = "metres"
+            if prior_out.kind == "disparity":
+                # Relative disparity: every frame has its own scale and shift. Store it, fit one
+                # alignment for the whole clip (ClipAligner), then write in a second pass.
+                if aligner is None:
+                    from .consistency.align import ClipAligner
+
+                    aligner = ClipAligner(kind="disparity")
+                    (out.work_dir / "prior").mkdir(exist_ok=True)
+                values = np.asarray(prior_out.values, np.float32)
+                aligner.observe(position, image, values)
+                np.save(out.work_dir / "prior" / f"{position:06d}.npy", values)
+                pending += 1
+            else:
+                finish(*_to_depth(prior_out))
             bar.update()
+    if aligner is not None:
+        t1 = time.perf_counter()
+        aligner.solve()
+        with Progress("align", pending, bar=opts.progress_bar) as bar:
+            for position in range(pending):
+                values = np.load(out.work_dir / "prior" / f"{position:06d}.npy")
+                depth = aligner.apply_depth(position, values)
+                finish(depth, (depth > 0).astype(np.float32))
+                bar.update()
+        timings["align"] = time.perf_counter() - t1
+        warnings.append("relative prior: depth is in scene units fixed by the clip alignment (frame 0 gauge)")
+    count, clipped, scale, units = state["count"], state["clipped"], state["scale"], state["units"]
     timings["depth"] = time.perf_counter() - t0
     warnings.extend(source.warnings)
     if count == 0:
@@ -307,13 +334,15 @@ def estimate(
 
 
 class _Recorder:
-    """Passes frames to the prior and records their source indices in order."""
+    """Passes frames to the prior, recording their source indices and keeping each image
+    until the prior has answered for it (bounded by the prior's own look-ahead)."""
 
-    def __init__(self, frames: Iterator[Frame], record: list[int]) -> None:
-        self.frames, self.record = frames, record
+    def __init__(self, frames: Iterator[Frame], record: list[int], images: dict[int, np.ndarray]) -> None:
+        self.frames, self.record, self.images = frames, record, images
 
     def __iter__(self) -> Iterator[Frame]:
         for frame in self.frames:
+            self.images[len(self.record)] = frame.image
             self.record.append(frame.index)
             yield frame
 
