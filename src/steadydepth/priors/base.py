@@ -80,6 +80,7 @@ def available_priors() -> list[str]:
 def _load_builtin() -> None:
     # Importing the modules registers them; optional dependencies are imported lazily inside them.
     from . import files, passthrough  # noqa: F401
+    from ..eval import simulate  # noqa: F401  (the "simulated" measurement prior)
 
     for mod in ("mvs", "hf", "onnx", "depthcrafter", "combined"):
         try:

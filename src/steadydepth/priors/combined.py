@@ -1,0 +1,206 @@
+"""``a+b``: a learned prior for shape fused with geometric priors for scale, then clip-aligned.
+
+``--prior hf:MODEL+mvs`` (or ``simulated:GTDIR+mvs`` for benchmarks): the first part gives
+the shape (usually affine-invariant disparity from a per-frame model), the later parts give
+geometry (z-depth with a confidence, e.g. multi-view stereo). Processing:
+
+1. **First pass** (streaming): the frames are teed to every part with a bounded buffer (all
+   parts are in-order stream transformers; one part may run ahead of another by at most
+   ``max_lag`` frames). Per frame, the geometry of the parts is merged (per pixel, the most
+   confident), and :class:`~steadydepth.consistency.align.ClipAligner` observes the frame,
+   the shape values, the camera pose and the geometry as *anchor*. Shape and geometry are
+   spilled to a temporary folder (memory stays flat in clip length).
+2. **Solve**: one scale and shift per frame, jointly over the clip (cross-frame agreement
+   through optical flow and poses, plus agreement with confident geometry).
+3. **Second pass**: the aligned shape is blended with the geometry by confidence
+   (:func:`~steadydepth.consistency.fusion.blend_with_geometry`) and yielded as z-depth in the
+   geometry's units (``metric`` when every geometric part is metric).
+
+Without any confident geometry the clip is aligned to its first frame (relative depth in
+arbitrary "scene" units, with a warning). ``needs_cameras`` is true when any part needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..consistency.align import ClipAligner
+from ..consistency.fusion import blend_with_geometry
+from ..errors import InputError, ReconstructionError
+from ..types import Frame, PriorOutput
+from .base import DepthPrior, PriorContext, create_prior, register_prior
+
+# register the benchmark-only simulator so "simulated:GT+mvs" works (it lives in eval/)
+from ..eval import simulate as _simulate  # noqa: F401
+
+__all__ = ["CombinedPrior", "StreamTee"]
+
+log = logging.getLogger(__name__)
+
+
+class StreamTee:
+    """Split one iterator into ``n`` in-order branches with a bounded buffer.
+
+    Each branch yields every item once, in order. When one branch runs more than ``max_lag``
+    items ahead of the slowest branch, :class:`ReconstructionError` is raised instead of
+    buffering without bound.
+    """
+
+    def __init__(self, source: Iterable, n: int, max_lag: int = 256) -> None:
+        self._it = iter(source)
+        self._queues: list[deque] = [deque() for _ in range(n)]
+        self.max_lag = int(max_lag)
+        self.high_water = 0
+        self._done = False
+
+    def _branch(self, k: int) -> Iterator:
+        q = self._queues[k]
+        while True:
+            if not q:
+                if self._done:
+                    return
+                try:
+                    item = next(self._it)
+                except StopIteration:
+                    self._done = True
+                    return
+                for other in self._queues:
+                    other.append(item)
+                longest = max(len(o) for o in self._queues)
+                self.high_water = max(self.high_water, longest)
+                if longest > self.max_lag:
+                    raise ReconstructionError(
+                        f"combined prior: one part ran more than {self.max_lag} frames ahead of another; "
+                        "the parts must be in-order stream transformers with bounded look-ahead")
+            yield q.popleft()
+
+    def branches(self) -> list[Iterator]:
+        return [self._branch(k) for k in range(len(self._queues))]
+
+
+def _fit_size(values: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize a map (0 = invalid) to ``width x height`` without mixing invalid pixels in."""
+    values = np.asarray(values, np.float32)
+    if values.shape == (height, width):
+        return values
+    ok = np.isfinite(values) & (values > 0)
+    lin = cv2.resize(np.where(ok, values, 0.0), (width, height), interpolation=cv2.INTER_LINEAR)
+    near = cv2.resize(np.where(ok, values, 0.0), (width, height), interpolation=cv2.INTER_NEAREST)
+    okr = cv2.resize(ok.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.999
+    return np.where(okr, lin, near).astype(np.float32)
+
+
+class CombinedPrior(DepthPrior):
+    """Shape prior + geometric prior(s), fused and clip-aligned (see the module docstring)."""
+
+    name = "combined"
+
+    def __init__(self, parts: list[DepthPrior], spec: str = "", *, max_lag: int = 256,
+                 min_confidence: float = 0.5) -> None:
+        if len(parts) < 2:
+            raise InputError(f"combined prior '{spec}' needs at least two parts joined by '+'")
+        self.parts = parts
+        self.spec = spec
+        self.max_lag = max_lag
+        self.min_confidence = min_confidence
+        self.needs_cameras = any(p.needs_cameras for p in parts)
+        self.last_stats: dict = {}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "spec": self.spec, "shape": self.parts[0].describe(),
+                "geometry": [p.describe() for p in self.parts[1:]], "stats": self.last_stats}
+
+    def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
+        tee = StreamTee(frames, len(self.parts) + 1, self.max_lag)
+        branches = tee.branches()
+        gens = [part.process(branch, context) for part, branch in zip(self.parts, branches[:-1])]
+        mine = branches[-1]
+        cameras = context.cameras
+        tmp = Path(tempfile.mkdtemp(prefix="steadydepth-combined-"))
+        try:
+            aligner: ClipAligner | None = None
+            kinds: set[str] = set()
+            geo_metric = True
+            n = 0
+            for frame, *outs in zip(mine, *gens):
+                shape, geos = outs[0], outs[1:]
+                h, w = frame.image.shape[:2]
+                if aligner is None:
+                    kind = "depth" if shape.kind == "depth" else "disparity"
+                    aligner = ClipAligner(kind=kind, intrinsics=cameras.intrinsics if cameras is not None else None)
+                kinds.add(shape.kind)
+                sv = _fit_size(shape.values, w, h)
+                gd = np.zeros((h, w), np.float32)
+                gc = np.zeros((h, w), np.float32)
+                for g in geos:
+                    if g.kind != "depth":
+                        raise InputError(f"combined prior: geometric part '{g}' must yield depth, not {g.kind}")
+                    geo_metric &= bool(g.metric)
+                    d = _fit_size(g.values, w, h)
+                    if g.confidence is None:
+                        c = np.ones_like(d)
+                    else:
+                        c = np.clip(np.asarray(g.confidence, np.float32), 0.0, 1.0)
+                        if c.shape != (h, w):
+                            c = cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR)
+                    c = np.where(d > 0, c, 0.0)
+                    better = c > gc
+                    gd, gc = np.where(better, d, gd), np.where(better, c, gc)
+                pose = None
+                if cameras is not None and n < len(cameras.poses):
+                    pose = cameras.poses[n]
+                conf_anchor = np.where(gc >= self.min_confidence, gc, 0.0).astype(np.float32)
+                aligner.observe(n, frame.image, sv, pose=pose, anchor=gd, anchor_confidence=conf_anchor)
+                np.save(tmp / f"{n:06d}_s.npy", sv)
+                np.save(tmp / f"{n:06d}_g.npy", gd)
+                np.save(tmp / f"{n:06d}_c.npy", gc.astype(np.float32))
+                n += 1
+            if next(mine, None) is not None:
+                raise ReconstructionError(
+                    f"combined prior '{self.spec}': a part yielded fewer outputs than frames ({n})")
+            if len(kinds) > 1:
+                raise InputError(f"combined prior: the shape part changed kind mid-clip ({kinds})")
+            if aligner is None:
+                return
+            aligner.solve()
+            anchored = aligner.stats.get("gauge") == "anchors"
+            if not anchored:
+                log.warning("combined prior: no confident geometry in the whole clip; depth is aligned to the "
+                            "first frame only (relative, arbitrary scale)")
+            self.last_stats = {"frames": n, "tee_high_water": tee.high_water, **aligner.stats}
+            metric = anchored and geo_metric
+            for i in range(n):
+                sv = np.load(tmp / f"{i:06d}_s.npy")
+                gd = np.load(tmp / f"{i:06d}_g.npy")
+                gc = np.load(tmp / f"{i:06d}_c.npy")
+                if aligner.kind == "disparity":
+                    disp = aligner.apply(i, sv)
+                else:
+                    dep = aligner.apply(i, sv)
+                    disp = np.where(dep > 0, 1.0 / np.where(dep > 0, dep, 1.0), 0.0).astype(np.float32)
+                if anchored:
+                    depth, conf = blend_with_geometry(disp, gd, gc)
+                else:
+                    ok = disp > 0
+                    depth = np.where(ok, 1.0 / np.where(ok, disp, 1.0), 0.0).astype(np.float32)
+                    conf = np.where(ok, 0.5, 0.0).astype(np.float32)
+                yield PriorOutput(index=i, values=depth, kind="depth", metric=metric, confidence=conf)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@register_prior("combined")
+def _factory(arg: str | None) -> CombinedPrior:
+    spec = (arg or "").strip()
+    names = [s.strip() for s in spec.split("+")]
+    if len(names) < 2 or not all(names):
+        raise InputError(f"--prior '{spec}': a combined prior is 'shape+geometry', e.g. hf:MODEL+mvs")
+    return CombinedPrior([create_prior(s) for s in names], spec)
