@@ -87,3 +87,11 @@ def test_bad_arguments_exit_nonzero(argv):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code != 0
+
+
+def test_single_frame_with_geometric_prior_names_the_input(tmp_path, capsys):
+    imgs = _write_images(tmp_path / "one", n=1)
+    rc = main(["run", str(imgs), "-o", str(tmp_path / "out")])
+    assert rc != 0
+    line = _error_line(capsys)
+    assert str(imgs) in line and "2 frames" in line

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, ReconstructionError
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
@@ -196,8 +196,14 @@ def estimate(
                 bar = bars[stage] = Progress(f"cameras/{stage}", total, bar=opts.progress_bar)
             bar.update(done - bar.done)
 
-        cameras = estimate_cameras(frames, out.work_dir / "sfm", intrinsics=user_K, hfov_deg=opts.hfov_deg,
-                                   preset=opts.preset, progress=sfm_progress)
+        try:
+            cameras = estimate_cameras(frames, out.work_dir / "sfm", intrinsics=user_K, hfov_deg=opts.hfov_deg,
+                                       preset=opts.preset, progress=sfm_progress)
+        except ReconstructionError as exc:
+            raise ReconstructionError(
+                f"{source.path}: {exc} (the '{prior.name}' prior recovers depth from camera motion; "
+                "for a single image or a still camera use a learned prior such as --prior hf:MODEL)"
+            ) from exc
         for bar in bars.values():
             bar.close()
         timings["cameras"] = time.perf_counter() - t0
@@ -318,6 +324,7 @@ def estimate(
         log.warning("%s", w)
     run_info.update({
         "status": "complete",
+        "prior": prior.describe(),
         "frames": count,
         "frame_indices": frame_indices,
         "processing_size": [proc_w, proc_h],

@@ -1,0 +1,112 @@
+"""End-to-end speed, memory and accuracy of ``steadydepth run`` with the default prior.
+
+For each case a clip is rendered (synthetic, exact ground truth) or read from
+``../shared/data``, ``steadydepth run`` is executed in a fresh process (peak resident
+memory measured there), and the output is scored with ``steadydepth eval`` (the field's
+protocol: one scale and shift per sequence in disparity; TAE with ground-truth poses;
+ATE of the SfM cameras after a Sim(3) alignment). Prints one table.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--cases orbit60 orbit300 mover60 open3d] [--preset balanced]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "open3d_rgbd"
+
+CHILD = r"""
+import json, resource, sys
+from steadydepth.cli import main
+rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+CASES = {
+    # name: (frames, width, height, motion, moving_object, textureless_wall)
+    "orbit60": (60, 480, 270, "orbit", False, False),
+    "orbit300": (300, 480, 270, "orbit", False, False),
+    "mover60": (60, 480, 270, "orbit", True, False),
+    "walk60": (60, 480, 270, "walk", False, False),
+    "textureless60": (60, 480, 270, "orbit", False, True),
+}
+
+
+def _run(args: list[str]) -> dict:
+    res = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.stderr.write(res.stderr)
+        raise SystemExit(f"run failed: {' '.join(args)}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _case(name: str, root: Path, preset: str) -> dict:
+    from steadydepth.cli import main as cli
+
+    extra: list[str] = []
+    if name == "open3d":
+        if not SHARED.is_dir():
+            return {"case": name, "note": f"skipped: {SHARED} absent"}
+        src, gt = SHARED / "color", SHARED
+        extra = ["--intrinsics", "525,525,319.5,239.5"]
+        render_s = 0.0
+    else:
+        from steadydepth.synthetic import render_clip, save_clip
+
+        n, w, h, motion, mover, blank = CASES[name]
+        t = time.perf_counter()
+        clip = render_clip(num_frames=n, width=w, height=h, motion=motion, moving_object=mover,
+                           textureless_wall=blank, seed=0)
+        save_clip(clip, root / name)
+        render_s = time.perf_counter() - t
+        src, gt = root / name / "clip.mp4", root / name / "gt"
+    out = root / f"{name}_out"
+    r = _run(["run", str(src), "-o", str(out), "--preset", preset, "--quiet", "--overwrite", *extra])
+    info = json.loads((out / "run.json").read_text())
+    cli(["eval", str(out), "--gt", str(gt), "--json", str(root / f"{name}_eval.json"), "--quiet"])
+    ev = json.loads((root / f"{name}_eval.json").read_text())
+    seq = ev["rows"][0]
+    t = info["timings_s"]
+    return {
+        "case": name, "frames": info["frames"], "size": "x".join(map(str, info["processing_size"])),
+        "render_s": render_s, "cameras_s": t.get("cameras", 0.0), "depth_s": t.get("depth", 0.0),
+        "outputs_s": t.get("outputs", 0.0), "total_s": t["total"], "fps": info["frames"] / t["total"],
+        "peak_mb": r["peak_rss_mb"], "abs_rel": seq["abs_rel"], "delta1": seq["delta1"], "tae": seq["tae"],
+        "ate": (ev.get("trajectory") or {}).get("ate_rmse"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", default=["orbit60", "mover60", "textureless60", "open3d", "orbit300"])
+    parser.add_argument("--preset", default="balanced")
+    parser.add_argument("--keep", help="keep clips and outputs here")
+    args = parser.parse_args(argv)
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sd-bench-pipe-"))
+    root.mkdir(parents=True, exist_ok=True)
+    from steadydepth.eval.report import format_table
+
+    rows = []
+    for name in args.cases:
+        rows.append(_case(name, root, args.preset))
+        print(f"done: {name}", file=sys.stderr)
+    cols = ["case", "frames", "size", "cameras_s", "depth_s", "outputs_s", "total_s", "fps", "peak_mb",
+            "abs_rel", "delta1", "tae", "ate"]
+    print(f"preset: {args.preset}")
+    print(format_table(rows, cols))
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
