@@ -12,10 +12,13 @@ from .errors import (
     ReconstructionError,
     SteadyDepthError,
 )
+from .options import RunOptions
+from .pipeline import DepthVideo, estimate
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
 
 __all__ = [
     "__version__",
+    "estimate", "DepthVideo", "RunOptions",
     "Cameras", "DepthFrame", "Frame", "Intrinsics", "PriorOutput",
     "SteadyDepthError", "InputError", "OutputError", "DependencyError", "ReconstructionError", "ModelError",
 ]

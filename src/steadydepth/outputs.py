@@ -24,7 +24,6 @@ says ``"status": "running"`` until the run has finished.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OutputError
-from .io.atomic import atomic_write_json
+from .io.atomic import atomic_path, atomic_write_json
 from .io.depth_files import write_depth, write_npz_stream
 from .types import Cameras, Intrinsics
 
@@ -158,7 +157,5 @@ class OutputFolder:
 
 def write_depth_like(path: Path, array: np.ndarray) -> None:
     """Atomic ``np.save`` of a small per-frame array."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)

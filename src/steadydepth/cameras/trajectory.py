@@ -19,6 +19,8 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from ..errors import ReconstructionError
 
+from ..eval.metrics import umeyama as umeyama_alignment  # one implementation (Umeyama 1991)
+
 __all__ = [
     "camera_centers",
     "umeyama_alignment",
@@ -36,41 +38,6 @@ def camera_centers(poses: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[1:] != (4, 4):
         raise ValueError(f"poses must be camera-to-world 4x4 matrices, got shape {arr.shape}")
     return arr[:, :3, 3].copy()
-
-
-def umeyama_alignment(
-    src: np.ndarray, dst: np.ndarray, with_scale: bool = True
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity ``dst ~ s * R @ src + t`` (Umeyama 1991).
-
-    ``src`` and ``dst`` are ``(N, 3)`` corresponding points, ``N >= 3`` and not all on
-    one line for a unique rotation. Returns ``(s, R, t)`` with ``R`` a proper rotation
-    (det +1); ``s = 1`` when ``with_scale`` is False.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3:
-        raise ValueError(f"src and dst must both be (N, 3), got {src.shape} and {dst.shape}")
-    n = src.shape[0]
-    if n < 3:
-        raise ValueError(f"Umeyama alignment needs at least 3 points, got {n}")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / n
-    U, D, Vt = np.linalg.svd(cov)
-    S = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        S[2, 2] = -1.0
-    R = U @ S @ Vt
-    var_s = (xs**2).sum() / n
-    if with_scale:
-        if var_s <= 0:
-            raise ValueError("Umeyama alignment: the source points are all identical")
-        s = float(np.trace(np.diag(D) @ S) / var_s)
-    else:
-        s = 1.0
-    t = mu_d - s * R @ mu_s
-    return s, R, t
 
 
 def rotation_error_deg(R_a: np.ndarray, R_b: np.ndarray) -> float:
