@@ -732,7 +732,7 @@ def trajectory_error(pred_poses: Sequence[np.ndarray | None] | np.ndarray,
     Frames where either pose is ``None`` are ignored. The predicted camera centres
     (translation columns) are aligned to the ground truth's with :func:`umeyama` (scale
     included unless ``with_scale`` is False). When the centres are degenerate (fewer than
-    3, or all on one line, where Umeyama cannot fix the rotation) the rotation is instead
+    3, or (nearly) on one line: second singular value of the centred centres under 5 % of the first, where Umeyama cannot fix the rotation) the rotation is instead
     the one best mapping predicted orientations onto ground-truth ones, then scale and
     translation are least squares given it (``alignment`` says which was used).
 
@@ -765,7 +765,9 @@ def trajectory_error(pred_poses: Sequence[np.ndarray | None] | np.ndarray,
     P_arr, G_arr = np.asarray(P), np.asarray(G)
     cp, cg = P_arr[:, :3, 3], G_arr[:, :3, 3]
     sv = np.linalg.svd(cp - cp.mean(0), compute_uv=False) if len(idx) >= 3 else np.zeros(3)
-    if len(idx) >= 3 and sv[0] > 1e-12 and sv[1] > 1e-6 * sv[0]:
+    # Centres (nearly) on a line leave the rotation about that line undetermined by Umeyama:
+    # below 5 % spread across the main direction, take the rotation from the orientations.
+    if len(idx) >= 3 and sv[0] > 1e-12 and sv[1] > 0.05 * sv[0]:
         s, R, t = umeyama(cp, cg, with_scale=with_scale)
         method = "umeyama"
     else:
