@@ -23,9 +23,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-## Speed, memory and accuracy tables (minutes; not part of the tests).
+## Speed, memory and accuracy tables (tens of minutes on 2 cores; not part of the tests).
 bench: $(STAMP)
+	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_streaming.py
+	$(PY) benchmarks/bench_sfm.py
+	$(PY) benchmarks/bench_mvs.py
+	$(PY) benchmarks/bench_consistency.py
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -48,7 +48,7 @@ def _run(args: list[str]) -> dict:
 
 
 def _case(name: str, root: Path, preset: str) -> dict:
-    from steadydepth.cli import main as cli
+    from steadydepth.eval.evaluate import evaluate_output
 
     extra: list[str] = []
     if name == "open3d":
@@ -70,8 +70,7 @@ def _case(name: str, root: Path, preset: str) -> dict:
     out = root / f"{name}_out"
     r = _run(["run", str(src), "-o", str(out), "--preset", preset, "--quiet", "--overwrite", *extra])
     info = json.loads((out / "run.json").read_text())
-    cli(["eval", str(out), "--gt", str(gt), "--json", str(root / f"{name}_eval.json"), "--quiet"])
-    ev = json.loads((root / f"{name}_eval.json").read_text())
+    ev = evaluate_output(out, gt)
     seq = ev["rows"][0]
     t = info["timings_s"]
     return {
