@@ -11,6 +11,7 @@ import logging
 import platform
 import tempfile
 import time
+from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,165 +178,135 @@ def estimate(
     }
     out.write_json("run.json", run_info)
 
-    frames = _ResizedFrames(source, opts.max_res)
-    proc_w, proc_h = frames.size
-    out_w, out_h = (source.width, source.height) if opts.output_res == "input" else (proc_w, proc_h)
-    user_K = opts.intrinsics.scaled(proc_w, proc_h) if opts.intrinsics is not None else None
+    with _record_failure(out, run_info):
+        frames = _ResizedFrames(source, opts.max_res)
+        proc_w, proc_h = frames.size
+        out_w, out_h = (source.width, source.height) if opts.output_res == "input" else (proc_w, proc_h)
+        user_K = opts.intrinsics.scaled(proc_w, proc_h) if opts.intrinsics is not None else None
 
-    # -- cameras ----------------------------------------------------------------------------
-    cameras: Cameras | None = None
-    if prior.needs_cameras:
-        from .cameras.sfm import estimate_cameras
+        # -- cameras ----------------------------------------------------------------------------
+        cameras: Cameras | None = None
+        if prior.needs_cameras:
+            t0 = time.perf_counter()
+            cameras = _estimate_cameras(frames, source, prior.name, out, opts, user_K)
+            timings["cameras"] = time.perf_counter() - t0
+            warnings.extend(cameras.warnings)
 
+        hint = parse_metric_hint(opts.metric_hint) if opts.metric_hint else None
+        scale, units = (_travel_scale(cameras, hint[1]), "metres") if hint and hint[0] == "travel" else (1.0, "scene")
+
+        # -- depth ----------------------------------------------------------------------------------
+        context = PriorContext(cameras=cameras, num_frames=source.num_frames, frame_size=(proc_w, proc_h),
+                               source_size=(source.width, source.height), device=opts.device, preset=opts.preset,
+                               options=opts.extra)
         t0 = time.perf_counter()
-        bars: dict[str, Progress] = {}
+        frame_indices: list[int] = []
+        images: dict[int, np.ndarray] = {}  # processing-res images the prior has read but not yet answered
+        state = {"count": 0, "clipped": 0, "scale": scale, "units": units, "metric": None}
+        aligner = None
+        pending = 0  # disparity frames waiting for the clip alignment (stored in .work/prior)
 
-        def sfm_progress(stage: str, done: int, total: int) -> None:
-            bar = bars.get(stage)
-            if bar is None:
-                bar = bars[stage] = Progress(f"cameras/{stage}", total, bar=opts.progress_bar)
-            bar.update(done - bar.done)
+        def finish(depth: np.ndarray, conf: np.ndarray) -> None:
+            if hint is not None and hint[0] == "depth" and state["count"] == 0:
+                med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
+                if med <= 0:
+                    raise InputError("--metric-hint depth=...: the first frame has no valid depth")
+                state["scale"], state["units"] = hint[1] / med, "metres"
+            if state["scale"] != 1.0:
+                depth = depth * np.float32(state["scale"])
+            depth, conf = upsample_depth(depth, conf, (out_w, out_h))
+            state["clipped"] += out.write_frame(state["count"], depth, conf, formats=opts.formats,
+                                                png_scale=opts.png_scale)
+            state["count"] += 1
 
-        try:
-            cameras = estimate_cameras(frames, out.work_dir / "sfm", intrinsics=user_K, hfov_deg=opts.hfov_deg,
-                                       preset=opts.preset, progress=sfm_progress)
-        except ReconstructionError as exc:
-            raise ReconstructionError(
-                f"{source.path}: {exc} (the '{prior.name}' prior recovers depth from camera motion; "
-                "for a single image or a still camera use a learned prior such as --prior hf:MODEL)"
-            ) from exc
-        for bar in bars.values():
-            bar.close()
-        timings["cameras"] = time.perf_counter() - t0
-        warnings.extend(cameras.warnings)
-        if cameras.num_posed < 2 and len(cameras.poses) >= 2:
-            warnings.append("cameras: fewer than two frames have a pose")
+        with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
+            stream = _Recorder(iter(frames), frame_indices, images)
+            for position, prior_out in enumerate(prior.process(stream, context)):
+                image = images.pop(position, None)
+                if state["metric"] is None:
+                    state["metric"] = bool(prior_out.metric)
+                    if state["metric"] and hint is None:
+                        state["units"] = "metres"
+                if prior_out.kind == "disparity":
+                    # Relative disparity: every frame has its own scale and shift. Store it, fit one
+                    # alignment for the whole clip (ClipAligner), then write in a second pass.
+                    if aligner is None:
+                        from .consistency.align import ClipAligner
 
-    scale = 1.0
-    units = "scene"
-    hint = parse_metric_hint(opts.metric_hint) if opts.metric_hint else None
-    if hint is not None and hint[0] == "travel":
-        if cameras is None or cameras.num_posed < 2:
-            raise InputError("--metric-hint travel=... needs camera poses (a geometric prior such as mvs)")
-        centres = np.array([p[:3, 3] for p in cameras.poses if p is not None])
-        path_length = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
-        if path_length <= 0:
-            raise InputError("--metric-hint travel=...: the camera did not move, so travel gives no scale")
-        scale = hint[1] / path_length
-        units = "metres"
-
-    # -- depth ----------------------------------------------------------------------------------
-    context = PriorContext(cameras=cameras, num_frames=source.num_frames, frame_size=(proc_w, proc_h),
-                           source_size=(source.width, source.height), device=opts.device, preset=opts.preset,
-                           options=opts.extra)
-    t0 = time.perf_counter()
-    frame_indices: list[int] = []
-    images: dict[int, np.ndarray] = {}  # processing-res images the prior has read but not yet answered
-    state = {"count": 0, "clipped": 0, "scale": scale, "units": units, "metric": None}
-    aligner = None
-    pending = 0  # disparity frames waiting for the clip alignment (stored in .work/prior)
-
-    def finish(depth: np.ndarray, conf: np.ndarray) -> None:
-        if hint is not None and hint[0] == "depth" and state["count"] == 0:
-            med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
-            if med <= 0:
-                raise InputError("--metric-hint depth=...: the first frame has no valid depth")
-            state["scale"], state["units"] = hint[1] / med, "metres"
-        if state["scale"] != 1.0:
-            depth = depth * np.float32(state["scale"])
-        depth, conf = upsample_depth(depth, conf, (out_w, out_h))
-        state["clipped"] += out.write_frame(state["count"], depth, conf, formats=opts.formats,
-                                            png_scale=opts.png_scale)
-        state["count"] += 1
-
-    with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
-        stream = _Recorder(iter(frames), frame_indices, images)
-        for position, prior_out in enumerate(prior.process(stream, context)):
-            image = images.pop(position, None)
-            if state["metric"] is None:
-                state["metric"] = bool(prior_out.metric)
-                if state["metric"] and hint is None:
-                    state["units"] = "metres"
-            if prior_out.kind == "disparity":
-                # Relative disparity: every frame has its own scale and shift. Store it, fit one
-                # alignment for the whole clip (ClipAligner), then write in a second pass.
-                if aligner is None:
-                    from .consistency.align import ClipAligner
-
-                    aligner = ClipAligner(kind="disparity")
-                    (out.work_dir / "prior").mkdir(exist_ok=True)
-                values = np.asarray(prior_out.values, np.float32)
-                aligner.observe(position, image, values)
-                np.save(out.work_dir / "prior" / f"{position:06d}.npy", values)
-                pending += 1
-            else:
-                finish(*_to_depth(prior_out))
-            bar.update()
-    if aligner is not None:
-        t1 = time.perf_counter()
-        aligner.solve()
-        with Progress("align", pending, bar=opts.progress_bar) as bar:
-            for position in range(pending):
-                values = np.load(out.work_dir / "prior" / f"{position:06d}.npy")
-                depth = aligner.apply_depth(position, values)
-                finish(depth, (depth > 0).astype(np.float32))
+                        aligner = ClipAligner(kind="disparity")
+                        (out.work_dir / "prior").mkdir(exist_ok=True)
+                    values = np.asarray(prior_out.values, np.float32)
+                    aligner.observe(position, image, values)
+                    np.save(out.work_dir / "prior" / f"{position:06d}.npy", values)
+                    pending += 1
+                else:
+                    finish(*_to_depth(prior_out))
                 bar.update()
-        timings["align"] = time.perf_counter() - t1
-        warnings.append("relative prior: depth is in scene units fixed by the clip alignment (frame 0 gauge)")
-    count, clipped, scale, units = state["count"], state["clipped"], state["scale"], state["units"]
-    timings["depth"] = time.perf_counter() - t0
-    warnings.extend(source.warnings)
-    if count == 0:
-        raise InputError(f"{source.path}: no frame could be processed")
-    if count != len(frame_indices):
-        raise RuntimeError(f"prior {prior.name} yielded {count} outputs for {len(frame_indices)} frames")
-    if clipped:
-        warnings.append(f"png16: {clipped} pixels beyond {65535 / opts.png_scale:.1f} units were clipped")
+        if aligner is not None:
+            t1 = time.perf_counter()
+            aligner.solve()
+            with Progress("align", pending, bar=opts.progress_bar) as bar:
+                for position in range(pending):
+                    values = np.load(out.work_dir / "prior" / f"{position:06d}.npy")
+                    depth = aligner.apply_depth(position, values)
+                    finish(depth, (depth > 0).astype(np.float32))
+                    bar.update()
+            timings["align"] = time.perf_counter() - t1
+            warnings.append("relative prior: depth is in scene units fixed by the clip alignment (frame 0 gauge)")
+        count, clipped, scale, units = state["count"], state["clipped"], state["scale"], state["units"]
+        timings["depth"] = time.perf_counter() - t0
+        warnings.extend(source.warnings)
+        if count == 0:
+            raise InputError(f"{source.path}: no frame could be processed")
+        if count != len(frame_indices):
+            raise RuntimeError(f"prior {prior.name} yielded {count} outputs for {len(frame_indices)} frames")
+        if clipped:
+            warnings.append(f"png16: {clipped} pixels beyond {65535 / opts.png_scale:.1f} units were clipped")
 
-    if cameras is not None and scale != 1.0:
-        cameras = _scale_cameras(cameras, scale)
-        cameras.units = "metres"
-    if cameras is not None:
-        intr_out = cameras.intrinsics.scaled(out_w, out_h)
-    elif opts.intrinsics is not None:
-        intr_out = opts.intrinsics.scaled(out_w, out_h)
-    elif opts.hfov_deg is not None:
-        intr_out = Intrinsics.from_fov(opts.hfov_deg, out_w, out_h)
-    else:
-        intr_out = None
+        if cameras is not None and scale != 1.0:
+            cameras = _scale_cameras(cameras, scale)
+            cameras.units = "metres"
+        if cameras is not None:
+            intr_out = cameras.intrinsics.scaled(out_w, out_h)
+        elif opts.intrinsics is not None:
+            intr_out = opts.intrinsics.scaled(out_w, out_h)
+        elif opts.hfov_deg is not None:
+            intr_out = Intrinsics.from_fov(opts.hfov_deg, out_w, out_h)
+        else:
+            intr_out = None
 
-    # -- outputs at the end of the run ----------------------------------------------------------
-    t0 = time.perf_counter()
-    from .exports import write_cameras, write_points, write_visualisation
+        # -- outputs at the end of the run ----------------------------------------------------------
+        t0 = time.perf_counter()
+        from .exports import write_cameras, write_points, write_visualisation
 
-    if opts.npz:
-        out.write_npz(count, (out_h, out_w), units=units, frame_indices=frame_indices, cameras=cameras,
-                      intrinsics=intr_out)
-    write_cameras(out, cameras, intr_out, frame_indices, units)
-    if opts.points:
-        write_points(out, source, count, intr_out, cameras, stride=opts.points_stride)
-    if opts.vis:
-        write_visualisation(out, source, count, fps=source.fps or 24.0, cmap=opts.cmap,
-                            side_by_side=opts.side_by_side)
-    timings["outputs"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - started
-    out.cleanup()
-    for w in warnings:
-        log.warning("%s", w)
-    run_info.update({
-        "status": "complete",
-        "prior": prior.describe(),
-        "frames": count,
-        "frame_indices": frame_indices,
-        "processing_size": [proc_w, proc_h],
-        "output_size": [out_w, out_h],
-        "units": units,
-        "metric_scale_applied": scale,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "frames_per_second": round(count / timings["total"], 3) if timings["total"] > 0 else None,
-        "warnings": warnings,
-    })
-    out.write_json("run.json", run_info)
+        if opts.npz:
+            out.write_npz(count, (out_h, out_w), units=units, frame_indices=frame_indices, cameras=cameras,
+                          intrinsics=intr_out)
+        write_cameras(out, cameras, intr_out, frame_indices, units)
+        if opts.points:
+            write_points(out, source, count, intr_out, cameras, stride=opts.points_stride)
+        if opts.vis:
+            write_visualisation(out, source, count, fps=source.fps or 24.0, cmap=opts.cmap,
+                                side_by_side=opts.side_by_side)
+        timings["outputs"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - started
+        out.cleanup()
+        for w in warnings:
+            log.warning("%s", w)
+        run_info.update({
+            "status": "complete",
+            "prior": prior.describe(),
+            "frames": count,
+            "frame_indices": frame_indices,
+            "processing_size": [proc_w, proc_h],
+            "output_size": [out_w, out_h],
+            "units": units,
+            "metric_scale_applied": scale,
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "frames_per_second": round(count / timings["total"], 3) if timings["total"] > 0 else None,
+            "warnings": warnings,
+        })
+        out.write_json("run.json", run_info)
     return DepthVideo(folder=out.root, num_frames=count, units=units, frame_indices=frame_indices,
                       cameras=cameras, intrinsics=intr_out, warnings=warnings)
 
@@ -352,6 +323,61 @@ class _Recorder:
             self.images[len(self.record)] = frame.image
             self.record.append(frame.index)
             yield frame
+
+
+@contextmanager
+def _record_failure(out: OutputFolder, run_info: dict) -> Iterator[None]:
+    """Mark ``run.json`` as failed or interrupted (finished frames stay valid) and re-raise."""
+    try:
+        yield
+    except BaseException as exc:
+        run_info["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        run_info["error"] = f"{type(exc).__name__}: {exc}"
+        try:
+            out.write_json("run.json", run_info)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            log.debug("could not record the failure in run.json", exc_info=True)
+        raise
+
+
+def _estimate_cameras(frames: _ResizedFrames, source: FrameSource, prior_name: str, out: OutputFolder,
+                      opts: RunOptions, user_K: Intrinsics | None) -> Cameras:
+    """Structure from motion over the processing-resolution frames, with per-stage progress."""
+    from .cameras.sfm import estimate_cameras
+
+    bars: dict[str, Progress] = {}
+
+    def sfm_progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = Progress(f"cameras/{stage}", total, bar=opts.progress_bar)
+        bar.update(done - bar.done)
+
+    try:
+        cameras = estimate_cameras(frames, out.work_dir / "sfm", intrinsics=user_K, hfov_deg=opts.hfov_deg,
+                                   preset=opts.preset, progress=sfm_progress)
+    except ReconstructionError as exc:
+        raise ReconstructionError(
+            f"{source.path}: {exc} (the '{prior_name}' prior recovers depth from camera motion; "
+            "for a single image or a still camera use a learned prior such as --prior hf:MODEL)"
+        ) from exc
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if cameras.num_posed < 2 and len(cameras.poses) >= 2:
+        cameras.warnings.append("cameras: fewer than two frames have a pose")
+    return cameras
+
+
+def _travel_scale(cameras: Cameras | None, metres: float) -> float:
+    """Scale that makes the camera path length ``metres`` (``--metric-hint travel=``)."""
+    if cameras is None or cameras.num_posed < 2:
+        raise InputError("--metric-hint travel=... needs camera poses (a geometric prior such as mvs)")
+    centres = np.array([p[:3, 3] for p in cameras.poses if p is not None])
+    path_length = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
+    if path_length <= 0:
+        raise InputError("--metric-hint travel=...: the camera did not move, so travel gives no scale")
+    return metres / path_length
 
 
 def _scale_cameras(cameras: Cameras, scale: float) -> Cameras:
