@@ -23,7 +23,10 @@ Loss (at a reduced working resolution):
 * **multi-view depth agreement** (optional, when neighbours come with their depth): the
   refined depth moved into each neighbour must agree with that neighbour's depth there,
   truncated L1 on the log ratio (truncation 0.1, so occlusions cost a constant); this ties
-  the refined frame to its neighbours and keeps the clip temporally consistent.
+  the refined frame to its neighbours and keeps the clip temporally consistent;
+* **trust** (optional, ``anchor_weight > 0``): the squared log-scale correction weighted by
+  the prior's ``confidence``, so pixels the prior is sure of (e.g. confirmed by multi-view
+  stereo) move little.
 
 Adam over ``iters`` steps. Conventions: pixel centres at integer coordinates (OpenCV),
 poses camera-to-world 4x4 with OpenCV axes, depth = z-depth in the poses' units (0 =
@@ -171,6 +174,9 @@ def refine_depth(
     lr: float = 0.03,
     grad_weight: float = 0.5,
     points_weight: float = 0.1,
+    confidence: np.ndarray | None = None,
+    anchor_weight: float = 0.0,
+    lr_decay: bool = True,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict]:
     """Refine one frame's depth against its neighbours (see the module docstring).
@@ -181,7 +187,10 @@ def refine_depth(
     agreement term is used, weight ``depth_weight``); ``ref_pose`` the
     reference camera-to-world pose; ``intrinsics`` for the ``W x H`` images; ``points`` an
     optional ``(N, 3)`` world point cloud (SfM). ``grid`` is ``(columns, rows)`` of log-scale
-    control points. Returns the refined depth ``(H, W)`` float32 (0 where the prior was
+    control points. ``confidence`` ``(H, W)`` in ``[0, 1]`` (the prior's; ``None`` = 1) weights
+    the trust term of weight ``anchor_weight`` (0 = off). ``lr_decay`` anneals the Adam step
+    size from ``lr`` to 0 over the iterations (cosine), so the result settles instead of
+    keeping Adam's step-size jitter (about ``lr`` in log-scale, i.e. a few percent). Returns the refined depth ``(H, W)`` float32 (0 where the prior was
     invalid); with ``return_info`` also a dict (``seconds``, ``loss_start``, ``loss_end``,
     ``photo_start``, ``photo_end``, ``scale_range``).
     """
@@ -195,6 +204,7 @@ def refine_depth(
     gx_, gy_ = int(grid[0]), int(grid[1])
     g = torch.zeros((1, 1, gy_, gx_), dtype=torch.float32, requires_grad=True)
     opt = torch.optim.Adam([g], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(iters), 1)) if lr_decay else None
 
     gray = ref.mean(1, keepdim=True)
     edge_x = torch.exp(-(gray[..., :, 1:] - gray[..., :, :-1]).abs() / 0.1)
@@ -216,6 +226,16 @@ def refine_depth(
             pts_logz = torch.tensor(np.log(Xc[inside, 2]), dtype=torch.float32)
 
     logd0 = torch.log(d0)[None, None]
+    trust = None
+    if anchor_weight > 0:
+        if confidence is None:
+            cw = np.ones((wh, ww), np.float32)
+        else:
+            c = np.clip(np.nan_to_num(np.asarray(confidence, np.float32)), 0.0, 1.0)
+            if c.shape != (H, W):
+                raise InputError(f"refine_depth: confidence {c.shape} and image {(H, W)} must have the same size")
+            cw = cv2.resize(c, size, interpolation=cv2.INTER_AREA)
+        trust = torch.from_numpy(cw) * valid
     src_logdepth = _neighbour_logdepth(neighbours, size) if depth_weight > 0 else None
 
     def losses() -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,6 +255,8 @@ def refine_depth(
             mv = inview & valid[None, None]
             if bool(mv.any()):
                 total = total + depth_weight * dis[mv].mean()
+        if trust is not None:
+            total = total + anchor_weight * (trust * up[0, 0] ** 2).mean()
         if pts_uv is not None:
             logd = F.grid_sample(logd0 + up, pts_uv, mode="bilinear", align_corners=True).reshape(-1)
             total = total + points_weight * F.huber_loss(logd, pts_logz, delta=0.05)
@@ -247,6 +269,8 @@ def refine_depth(
         total, _photo = losses()
         total.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
     with torch.no_grad():
         loss_end, photo_end = (float(x) for x in losses())
         up_full = F.interpolate(g, size=(H, W), mode="bilinear", align_corners=True)[0, 0].numpy()

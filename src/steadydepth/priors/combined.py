@@ -40,6 +40,8 @@ from .base import DepthPrior, PriorContext, create_prior, register_prior
 
 # register the benchmark-only simulator so "simulated:GT+mvs" works (it lives in eval/)
 from ..eval import simulate as _simulate  # noqa: F401
+# the "refine:SPEC" stage (registers "refine"; it imports this module lazily)
+from .refined import RefinedPrior
 
 __all__ = ["CombinedPrior", "StreamTee"]
 
@@ -198,8 +200,13 @@ class CombinedPrior(DepthPrior):
 
 
 @register_prior("combined")
-def _factory(arg: str | None) -> CombinedPrior:
+def _factory(arg: str | None) -> DepthPrior:
     spec = (arg or "").strip()
+    if spec.startswith("refine:"):
+        # create_prior hands every spec containing '+' to this factory: "refine:a+b" is the
+        # refinement stage wrapped around the combined "a+b" (see priors/refined.py)
+        inner = spec[len("refine:"):].strip()
+        return RefinedPrior(create_prior(inner), inner)
     names = [s.strip() for s in spec.split("+")]
     if len(names) < 2 or not all(names):
         raise InputError(f"--prior '{spec}': a combined prior is 'shape+geometry', e.g. hf:MODEL+mvs")
