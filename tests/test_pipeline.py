@@ -147,3 +147,16 @@ def test_failure_mid_run_keeps_finished_frames_and_says_so(tmp_path):
     assert info["status"] == "failed" and "source frame 3" in info["error"]
     np.testing.assert_allclose(np.load(out / "depth" / "000002.npy"), gt[2], rtol=1e-6)
     assert not list((out / "depth").glob(".*"))  # no temporary leftovers
+
+
+def test_image_stash_spills_past_its_memory_bound(tmp_path):
+    from steadydepth.pipeline import _ImageStash
+
+    stash = _ImageStash(tmp_path / "stash", in_memory=2)
+    imgs = [np.full((2, 2, 3), i, np.uint8) for i in range(5)]
+    for i, im in enumerate(imgs):
+        stash.put(i, im)
+    assert len(stash.memory) == 2 and len(stash.spilled) == 3
+    for i in (4, 0, 3, 1, 2):
+        np.testing.assert_array_equal(stash.pop(i), imgs[i])
+    assert not stash.memory and not stash.spilled and not list((tmp_path / "stash").iterdir())

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", required=True, help="output folder")
     run.add_argument("--prior", default="mvs",
                      help="depth source: mvs (default, no weights), files:DIR, hf:MODEL, onnx:FILE, depthcrafter, "
-                          "or combinations such as hf:MODEL+mvs")
+                          "combinations such as hf:MODEL+mvs, and refine:SPEC (multi-view refinement of SPEC's depth)")
     run.add_argument("--preset", default="balanced", choices=list(PRESETS))
     run.add_argument("--max-res", type=int, help="long side of the processing resolution (preset default)")
     run.add_argument("--output-res", default="input", choices=["input", "processing"],

@@ -201,7 +201,7 @@ def estimate(
                                options=opts.extra)
         t0 = time.perf_counter()
         frame_indices: list[int] = []
-        images: dict[int, np.ndarray] = {}  # processing-res images the prior has read but not yet answered
+        images = _ImageStash(out.work_dir / "images")  # images the prior has read but not yet answered
         state = {"count": 0, "clipped": 0, "scale": scale, "units": units, "metric": None}
         aligner = None
         pending = 0  # disparity frames waiting for the clip alignment (stored in .work/prior)
@@ -222,7 +222,7 @@ def estimate(
         with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
             stream = _Recorder(iter(frames), frame_indices, images)
             for position, prior_out in enumerate(prior.process(stream, context)):
-                image = images.pop(position, None)
+                image = images.pop(position)
                 if state["metric"] is None:
                     state["metric"] = bool(prior_out.metric)
                     if state["metric"] and hint is None:
@@ -311,16 +311,48 @@ def estimate(
                       cameras=cameras, intrinsics=intr_out, warnings=warnings)
 
 
-class _Recorder:
-    """Passes frames to the prior, recording their source indices and keeping each image
-    until the prior has answered for it (bounded by the prior's own look-ahead)."""
+class _ImageStash:
+    """Images the prior has read ahead of its outputs, kept until their output arrives.
 
-    def __init__(self, frames: Iterator[Frame], record: list[int], images: dict[int, np.ndarray]) -> None:
+    Priors that read the whole clip before answering (two-pass combinations) would make
+    this grow with the clip, so past ``in_memory`` images it spills to ``folder``.
+    """
+
+    def __init__(self, folder: Path, in_memory: int = 32) -> None:
+        self.folder, self.in_memory = folder, in_memory
+        self.memory: dict[int, np.ndarray] = {}
+        self.spilled: set[int] = set()
+
+    def put(self, position: int, image: np.ndarray) -> None:
+        if len(self.memory) < self.in_memory:
+            self.memory[position] = image
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        np.save(self.folder / f"{position:06d}.npy", image)
+        self.spilled.add(position)
+
+    def pop(self, position: int) -> np.ndarray | None:
+        if position in self.memory:
+            return self.memory.pop(position)
+        if position in self.spilled:
+            self.spilled.discard(position)
+            path = self.folder / f"{position:06d}.npy"
+            image = np.load(path)
+            path.unlink()
+            return image
+        return None
+
+
+class _Recorder:
+    """Passes frames to the prior, recording their source indices and stashing each image
+    until the prior has answered for it."""
+
+    def __init__(self, frames: Iterator[Frame], record: list[int], images: _ImageStash) -> None:
         self.frames, self.record, self.images = frames, record, images
 
     def __iter__(self) -> Iterator[Frame]:
         for frame in self.frames:
-            self.images[len(self.record)] = frame.image
+            self.images.put(len(self.record), frame.image)
             self.record.append(frame.index)
             yield frame
 

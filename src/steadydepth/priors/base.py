@@ -82,7 +82,7 @@ def _load_builtin() -> None:
     from . import files, passthrough  # noqa: F401
     from ..eval import simulate  # noqa: F401  (the "simulated" measurement prior)
 
-    for mod in ("mvs", "hf", "onnx", "depthcrafter", "combined"):
+    for mod in ("mvs", "hf", "onnx", "depthcrafter", "combined", "refined"):
         try:
             __import__(f"{__package__}.{mod}")
         except ModuleNotFoundError as exc:
