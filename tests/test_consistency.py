@@ -18,8 +18,8 @@ from steadydepth.errors import InputError, ReconstructionError
 from steadydepth.eval.metrics import evaluate_depth
 from steadydepth.eval.simulate import simulate_flickering_prior, simulate_frame
 from steadydepth.priors.base import PriorContext, create_prior
-from steadydepth.priors.combined import StreamTee
-from steadydepth.types import Cameras, Frame, Intrinsics
+from steadydepth.priors.tee import SpillingTee
+from steadydepth.types import Cameras, Frame
 
 W, H = 160, 120
 
@@ -249,16 +249,14 @@ def test_refinement_reduces_photometric_and_depth_error(clip):
 
 
 # ------------------------------------------------------------------------ combined prior
-def test_stream_tee_is_bounded():
-    tee = StreamTee(range(100), 2, max_lag=10)
+def test_combined_prior_tee_spills_instead_of_failing():
+    """A branch running far ahead of another no longer fails: the lag beyond the bound is spilled."""
+    tee = SpillingTee(range(100), 2, in_memory=10)
     a, b = tee.branches()
-    assert [next(a) for _ in range(5)] == list(range(5))
-    assert list(zip(a, b))[:2] == [(5, 0), (6, 1)]
-    tee = StreamTee(range(100), 2, max_lag=10)
-    a, _ = tee.branches()
-    with pytest.raises(ReconstructionError):
-        for _ in range(20):
-            next(a)
+    assert [next(a) for _ in range(50)] == list(range(50))
+    assert tee.memory_high_water <= 10 and tee.spilled == 40
+    assert list(b) == list(range(100)) and list(a) == list(range(50, 100))
+    tee.close()
 
 
 def test_combined_simulated_plus_mvs(clip, flickering, tmp_path: Path):

@@ -4,9 +4,9 @@
 the shape (usually affine-invariant disparity from a per-frame model), the later parts give
 geometry (z-depth with a confidence, e.g. multi-view stereo). Processing:
 
-1. **First pass** (streaming): the frames are teed to every part with a bounded buffer (all
-   parts are in-order stream transformers; one part may run ahead of another by at most
-   ``max_lag`` frames). Per frame, the geometry of the parts is merged (per pixel, the most
+1. **First pass** (streaming): the frames are teed to every part (all parts are in-order
+   stream transformers; what one part runs ahead of another beyond ``max_lag`` frames is
+   spilled to disk, :class:`~steadydepth.priors.tee.SpillingTee`). Per frame, the geometry of the parts is merged (per pixel, the most
    confident), and :class:`~steadydepth.consistency.align.ClipAligner` observes the frame,
    the shape values, the camera pose and the geometry as *anchor*. Shape and geometry are
    spilled to a temporary folder (memory stays flat in clip length).
@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -37,55 +36,16 @@ from ..consistency.fusion import blend_with_geometry
 from ..errors import InputError, ReconstructionError
 from ..types import Frame, PriorOutput
 from .base import DepthPrior, PriorContext, create_prior, register_prior
+from .tee import SpillingTee
 
 # register the benchmark-only simulator so "simulated:GT+mvs" works (it lives in eval/)
 from ..eval import simulate as _simulate  # noqa: F401
 # the "refine:SPEC" stage (registers "refine"; it imports this module lazily)
 from .refined import RefinedPrior
 
-__all__ = ["CombinedPrior", "StreamTee"]
+__all__ = ["CombinedPrior"]
 
 log = logging.getLogger(__name__)
-
-
-class StreamTee:
-    """Split one iterator into ``n`` in-order branches with a bounded buffer.
-
-    Each branch yields every item once, in order. When one branch runs more than ``max_lag``
-    items ahead of the slowest branch, :class:`ReconstructionError` is raised instead of
-    buffering without bound.
-    """
-
-    def __init__(self, source: Iterable, n: int, max_lag: int = 256) -> None:
-        self._it = iter(source)
-        self._queues: list[deque] = [deque() for _ in range(n)]
-        self.max_lag = int(max_lag)
-        self.high_water = 0
-        self._done = False
-
-    def _branch(self, k: int) -> Iterator:
-        q = self._queues[k]
-        while True:
-            if not q:
-                if self._done:
-                    return
-                try:
-                    item = next(self._it)
-                except StopIteration:
-                    self._done = True
-                    return
-                for other in self._queues:
-                    other.append(item)
-                longest = max(len(o) for o in self._queues)
-                self.high_water = max(self.high_water, longest)
-                if longest > self.max_lag:
-                    raise ReconstructionError(
-                        f"combined prior: one part ran more than {self.max_lag} frames ahead of another; "
-                        "the parts must be in-order stream transformers with bounded look-ahead")
-            yield q.popleft()
-
-    def branches(self) -> list[Iterator]:
-        return [self._branch(k) for k in range(len(self._queues))]
 
 
 def _fit_size(values: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -121,7 +81,7 @@ class CombinedPrior(DepthPrior):
                 "geometry": [p.describe() for p in self.parts[1:]], "stats": self.last_stats}
 
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
-        tee = StreamTee(frames, len(self.parts) + 1, self.max_lag)
+        tee = SpillingTee(frames, len(self.parts) + 1, in_memory=self.max_lag)
         branches = tee.branches()
         gens = [part.process(branch, context) for part, branch in zip(self.parts, branches[:-1])]
         mine = branches[-1]
@@ -177,7 +137,7 @@ class CombinedPrior(DepthPrior):
             if not anchored:
                 log.warning("combined prior: no confident geometry in the whole clip; depth is aligned to the "
                             "first frame only (relative, arbitrary scale)")
-            self.last_stats = {"frames": n, "tee_high_water": tee.high_water, **aligner.stats}
+            self.last_stats = {"frames": n, "tee_memory_high_water": tee.memory_high_water, "tee_spilled": tee.spilled, **aligner.stats}
             metric = anchored and geo_metric
             for i in range(n):
                 sv = np.load(tmp / f"{i:06d}_s.npy")
@@ -197,6 +157,7 @@ class CombinedPrior(DepthPrior):
                 yield PriorOutput(index=i, values=depth, kind="depth", metric=metric, confidence=conf)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            tee.close()
 
 
 @register_prior("combined")

@@ -450,7 +450,7 @@ class DepthCrafterPrior(DepthPrior):
         timesteps = sched.timesteps
         sigma0 = float(sched.sigmas[0])
         init_sigma = float(sched.init_noise_sigma)
-        n, o = noise.shape[1], self.overlap
+        o = self.overlap
         latents = (noise * init_sigma).to(dev, torch.float32)
         cond = cond_latents[None].to(dev, dt)
         emb = embeds[None].to(dev, dt)

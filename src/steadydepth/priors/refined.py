@@ -29,14 +29,10 @@ flag; ``index`` is the position in the stream.
 from __future__ import annotations
 
 import logging
-import pickle
-import shutil
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -44,8 +40,9 @@ import numpy as np
 from ..errors import InputError, ReconstructionError
 from ..types import Cameras, Frame, Intrinsics, PriorOutput
 from .base import DepthPrior, PriorContext, create_prior, register_prior
+from .tee import SpillingTee
 
-__all__ = ["RefinedPrior", "SpillingTee", "REFINE_PRESETS"]
+__all__ = ["RefinedPrior", "SpillingTee", "REFINE_PRESETS"]  # SpillingTee re-exported from .tee
 
 log = logging.getLogger(__name__)
 
@@ -56,90 +53,6 @@ REFINE_PRESETS: dict[str, dict] = {
     "balanced": {"neighbours_per_side": 1, "step": 2, "iters": 20, "work_width": 160, "lr": 0.03},
     "best": {"neighbours_per_side": 2, "step": 2, "iters": 40, "work_width": 160, "lr": 0.03},
 }
-
-
-class SpillingTee:
-    """Split one iterator into ``n`` in-order branches; each branch keeps at most ``in_memory``
-    pending items in memory and spills the rest (pickled) to a temporary folder.
-
-    Every branch yields every item once, in order, whatever the order in which the branches
-    are pulled. ``memory_high_water`` is the most items any branch held in memory at once
-    (never more than ``in_memory``); ``spilled`` counts items written to disk. Call
-    :meth:`close` (or use as a context manager) to delete the folder.
-    """
-
-    def __init__(self, source: Iterable, n: int, *, in_memory: int = 8) -> None:
-        if n < 1 or in_memory < 1:
-            raise ValueError("SpillingTee needs n >= 1 branches and in_memory >= 1")
-        self._it = iter(source)
-        self._queues: list[deque] = [deque() for _ in range(n)]
-        self._mem = [0] * n
-        self.in_memory = int(in_memory)
-        self.memory_high_water = 0
-        self.spilled = 0
-        self._done = False
-        self._dir: Path | None = None
-        self._count = 0
-        self._readers: dict[Path, int] = {}  # spilled file -> branches that have not read it yet
-
-    def _push(self, item) -> None:
-        path: Path | None = None
-        for k, q in enumerate(self._queues):
-            if self._mem[k] < self.in_memory:
-                q.append((False, item))
-                self._mem[k] += 1
-            else:
-                if path is None:
-                    if self._dir is None:
-                        self._dir = Path(tempfile.mkdtemp(prefix="steadydepth-tee-"))
-                    path = self._dir / f"{self._count:07d}.pkl"
-                    with open(path, "wb") as fh:
-                        pickle.dump(item, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                    self.spilled += 1
-                    self._readers[path] = 0
-                self._readers[path] += 1
-                q.append((True, path))
-        self._count += 1
-        self.memory_high_water = max(self.memory_high_water, max(self._mem))
-
-    def _branch(self, k: int) -> Iterator:
-        q = self._queues[k]
-        while True:
-            if not q:
-                if self._done:
-                    return
-                try:
-                    item = next(self._it)
-                except StopIteration:
-                    self._done = True
-                    return
-                self._push(item)
-            on_disk, entry = q.popleft()
-            if on_disk:
-                with open(entry, "rb") as fh:
-                    item = pickle.load(fh)
-                self._readers[entry] -= 1
-                if self._readers[entry] == 0:  # every branch has read it
-                    del self._readers[entry]
-                    entry.unlink(missing_ok=True)
-                yield item
-            else:
-                self._mem[k] -= 1
-                yield entry
-
-    def branches(self) -> list[Iterator]:
-        return [self._branch(k) for k in range(len(self._queues))]
-
-    def close(self) -> None:
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> SpillingTee:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass
