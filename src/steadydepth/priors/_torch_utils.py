@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from urllib.parse import parse_qsl
 
 import numpy as np
 
 from ..errors import InputError, require
+from ..types import Frame, PriorOutput
 
 __all__ = [
+    "image_batches",
+    "model_outputs",
     "resolve_device",
     "resize_maps",
     "parse_spec_options",
@@ -126,3 +130,39 @@ def looks_like_hub_id(text: str) -> bool:
     if not text or text.startswith((".", "/", "~", "\\")) or "\\" in text or ":" in text:
         return False
     return text.count("/") <= 1 and all(part for part in text.split("/"))
+
+
+def image_batches(frames: Iterable[Frame], batch_size: int, prior: str) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Group a frame stream into batches of same-size uint8 RGB images.
+
+    Yields ``(position of the batch's first frame, images)``; a batch ends early when the
+    frame size changes. Raises :class:`InputError` naming the frame for anything but uint8 RGB.
+    """
+    batch: list[np.ndarray] = []
+    first = 0
+    for i, frame in enumerate(frames):
+        img = np.asarray(frame.image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise InputError(f"--prior {prior}: frame {frame.index} must be uint8 RGB (H, W, 3), got {img.dtype} {img.shape}")
+        if batch and img.shape != batch[0].shape:
+            yield first, batch
+            batch = []
+        if not batch:
+            first = i
+        batch.append(img)
+        if len(batch) >= batch_size:
+            yield first, batch
+            batch = []
+    if batch:
+        yield first, batch
+
+
+def model_outputs(first: int, maps: Iterable[np.ndarray], metric: bool) -> Iterator[PriorOutput]:
+    """PriorOutputs of one batch: metric depth (non-positive -> invalid 0) or relative disparity
+    (non-finite -> 0)."""
+    for k, values in enumerate(maps):
+        bad = ~np.isfinite(values) | (values <= 0) if metric else ~np.isfinite(values)
+        if bad.any():
+            values = values.copy()
+            values[bad] = 0.0
+        yield PriorOutput(index=first + k, values=values, kind="depth" if metric else "disparity", metric=metric)

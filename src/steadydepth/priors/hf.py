@@ -35,7 +35,10 @@ import numpy as np
 
 from ..errors import InputError, ModelError, require
 from ..types import Frame, PriorOutput
-from ._torch_utils import hub_offline, looks_like_hub_id, option_bool, parse_spec_options, resize_maps, resolve_device
+from ._torch_utils import (
+    hub_offline, image_batches, looks_like_hub_id, model_outputs, option_bool, parse_spec_options, resize_maps,
+    resolve_device,
+)
 from .base import DepthPrior, PriorContext, register_prior
 
 __all__ = ["HFDepthPrior", "DEFAULT_HF_MODEL", "is_metric_config"]
@@ -205,39 +208,8 @@ class HFDepthPrior(DepthPrior):
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
         """Yield one output per frame, in order (float32 at the frame's size)."""
         bs, device, dtype = self._prepare(context)
-        batch: list[np.ndarray] = []
-        first = 0
-
-        def flush() -> Iterator[PriorOutput]:
-            maps = self._run_batch(batch, device, dtype)
-            for k, values in enumerate(maps):
-                bad = ~np.isfinite(values) | (values <= 0) if self.metric else ~np.isfinite(values)
-                if bad.any():
-                    values = values.copy()
-                    values[bad] = 0.0
-                yield PriorOutput(
-                    index=first + k,
-                    values=values,
-                    kind="depth" if self.metric else "disparity",
-                    metric=self.metric,
-                    confidence=None,
-                )
-
-        for i, frame in enumerate(frames):
-            img = np.asarray(frame.image)
-            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-                raise InputError(f"--prior hf: frame {frame.index} must be uint8 RGB (H, W, 3), got {img.dtype} {img.shape}")
-            if batch and img.shape != batch[0].shape:
-                yield from flush()
-                batch, first = [], i
-            if not batch:
-                first = i
-            batch.append(img)
-            if len(batch) >= bs:
-                yield from flush()
-                batch = []
-        if batch:
-            yield from flush()
+        for first, batch in image_batches(frames, bs, "hf"):
+            yield from model_outputs(first, self._run_batch(batch, device, dtype), self.metric)
 
     def describe(self) -> dict:
         return {

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError, require
 from ..types import Frame, PriorOutput
-from ._torch_utils import option_bool, parse_spec_options
+from ._torch_utils import image_batches, model_outputs, option_bool, parse_spec_options
 from .base import DepthPrior, PriorContext, register_prior
 
 __all__ = ["ONNXDepthPrior", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -180,37 +180,11 @@ class ONNXDepthPrior(DepthPrior):
         bs = 1 if self.fixed_batch == 1 else self.batch_size
         if self.fixed_batch not in (None, 1):
             bs = self.fixed_batch  # a graph with a fixed batch > 1 gets exactly that many frames (padded below)
-        batch: list[np.ndarray] = []
-        first = 0
-
-        def flush() -> Iterator[PriorOutput]:
+        for first, batch in image_batches(frames, bs, "onnx"):
             n = len(batch)
-            imgs = batch + [batch[-1]] * (bs - n) if self.fixed_batch not in (None, 1) else batch
-            maps = self._run(imgs)[:n]
-            for k in range(n):
-                values = maps[k]
-                bad = ~np.isfinite(values) | (values <= 0) if self.metric else ~np.isfinite(values)
-                if bad.any():
-                    values = values.copy()
-                    values[bad] = 0.0
-                yield PriorOutput(index=first + k, values=values, kind="depth" if self.metric else "disparity",
-                                  metric=self.metric)
-
-        for i, frame in enumerate(frames):
-            img = np.asarray(frame.image)
-            if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-                raise InputError(f"--prior onnx: frame {frame.index} must be uint8 RGB (H, W, 3), got {img.dtype} {img.shape}")
-            if batch and img.shape != batch[0].shape:
-                yield from flush()
-                batch = []
-            if not batch:
-                first = i
-            batch.append(img)
-            if len(batch) >= bs:
-                yield from flush()
-                batch = []
-        if batch:
-            yield from flush()
+            if self.fixed_batch not in (None, 1):  # pad to the graph's fixed batch size
+                batch = batch + [batch[-1]] * (bs - n)
+            yield from model_outputs(first, self._run(batch)[:n], self.metric)
 
     def describe(self) -> dict:
         return {
