@@ -22,12 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "open3d_rgbd"
 
-CHILD = r"""
-import json, resource, sys
-from steadydepth.cli import main
-rc = main(sys.argv[1:])
-print(json.dumps({"rc": rc, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+CHILD = "import sys; from steadydepth.cli import main; sys.exit(main(sys.argv[1:]))"
 
 CASES = {
     # name: (frames, width, height, motion, moving_object, textureless_wall)
@@ -39,12 +34,12 @@ CASES = {
 }
 
 
-def _run(args: list[str]) -> dict:
+def _run(args: list[str]) -> None:
+    """``steadydepth ARGS`` in a fresh process, so run.json's peak memory is the run's alone."""
     res = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
     if res.returncode != 0:
         sys.stderr.write(res.stderr)
         raise SystemExit(f"run failed: {' '.join(args)}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def _case(name: str, root: Path, preset: str) -> dict:
@@ -68,7 +63,7 @@ def _case(name: str, root: Path, preset: str) -> dict:
         render_s = time.perf_counter() - t
         src, gt = root / name / "clip.mp4", root / name / "gt"
     out = root / f"{name}_out"
-    r = _run(["run", str(src), "-o", str(out), "--preset", preset, "--quiet", "--overwrite", *extra])
+    _run(["run", str(src), "-o", str(out), "--preset", preset, "--quiet", "--overwrite", *extra])
     info = json.loads((out / "run.json").read_text())
     ev = evaluate_output(out, gt)
     seq = ev["rows"][0]
@@ -77,7 +72,7 @@ def _case(name: str, root: Path, preset: str) -> dict:
         "case": name, "frames": info["frames"], "size": "x".join(map(str, info["processing_size"])),
         "render_s": render_s, "cameras_s": t.get("cameras", 0.0), "depth_s": t.get("depth", 0.0),
         "outputs_s": t.get("outputs", 0.0), "total_s": t["total"], "fps": info["frames"] / t["total"],
-        "peak_mb": r["peak_rss_mb"], "abs_rel": seq["abs_rel"], "delta1": seq["delta1"], "tae": seq["tae"],
+        "peak_mb": info["peak_memory_mb"], "abs_rel": seq["abs_rel"], "delta1": seq["delta1"], "tae": seq["tae"],
         "ate": (ev.get("trajectory") or {}).get("ate_rmse"),
     }
 

@@ -3,8 +3,8 @@
 Decodes a generated 640x360 H.264 clip, runs the ``io-passthrough`` prior (NOT a depth
 estimator: depth = 1 + luminance, so only I/O is measured), writes every output
 (per-frame npy, depth.npz, depth_vis.mp4, cameras.json) and reports each run's peak
-resident memory, measured in a fresh process. The target: 2000 frames within 1.2x of
-200 frames.
+resident memory (``run.json``'s ``peak_memory_mb``), measured in a fresh process.
+The target: 2000 frames within 1.2x of 200 frames.
 
     .venv/bin/python benchmarks/bench_streaming.py [--frames 200 2000] [--keep DIR]
 """
@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from steadydepth.pipeline import estimate
 t = time.perf_counter()
 video = estimate(sys.argv[1], sys.argv[2], prior="io-passthrough", progress_bar=False)
 elapsed = time.perf_counter() - t
-print(json.dumps({"frames": len(video), "seconds": elapsed,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+info = json.loads((video.folder / "run.json").read_text())
+print(json.dumps({"frames": len(video), "seconds": elapsed, "peak_rss_mb": info["peak_memory_mb"]}))
 """
 
 

@@ -25,7 +25,7 @@ from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
 from .priors.base import PriorContext, create_prior
-from .progress import Progress
+from .progress import Progress, peak_memory_mb
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
 
 __all__ = ["estimate", "DepthVideo", "upsample_depth"]
@@ -304,6 +304,7 @@ def estimate(
             "metric_scale_applied": scale,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "frames_per_second": round(count / timings["total"], 3) if timings["total"] > 0 else None,
+            "peak_memory_mb": peak_memory_mb(),
             "warnings": warnings,
         })
         out.write_json("run.json", run_info)

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-__all__ = ["Progress", "format_rate"]
+__all__ = ["Progress", "format_rate", "peak_memory_mb"]
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +69,19 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def peak_memory_mb() -> float | None:
+    """This process's peak resident memory in MiB (Linux ``VmHWM``; None where unavailable).
+
+    ``VmHWM`` belongs to the process's own address space; ``ru_maxrss`` would also count the
+    parent's memory at the time of ``fork``.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
