@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from steadydepth import OutputError
-from steadydepth.pipeline import estimate, upsample_depth
+from steadydepth.pipeline import estimate, resize_depth
 
 
 def _frames(n: int = 6, h: int = 48, w: int = 64) -> np.ndarray:
@@ -106,7 +106,7 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
 def test_upsample_keeps_invalid_pixels_out():
     d = np.full((4, 4), 2.0, np.float32)
     d[:, :2] = 0.0
-    up, conf = upsample_depth(d, (d > 0).astype(np.float32), (8, 8))
+    up, conf = resize_depth(d, (d > 0).astype(np.float32), (8, 8))
     assert up.shape == (8, 8)
     assert np.all(up[:, :3] == 0) and np.allclose(up[:, 5:], 2.0)
     assert np.all(conf[:, :3] == 0)

@@ -28,7 +28,7 @@ from .priors.base import PriorContext, create_prior
 from .progress import Progress, peak_memory_mb
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
 
-__all__ = ["estimate", "DepthVideo", "upsample_depth"]
+__all__ = ["estimate", "DepthVideo", "resize_depth"]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,12 @@ class DepthVideo:
         return target.root
 
 
-def upsample_depth(depth: np.ndarray, confidence: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize depth and confidence to ``size = (width, height)``.
+def resize_depth(depth: np.ndarray, confidence: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize depth and confidence to the output ``size = (width, height)`` (up or down).
+
+    Unlike :func:`steadydepth.consistency.completion.upsample_depth` (edge-aware, needs the
+    target-resolution image) this needs no guide: the pipeline has only the processing-size
+    frame at hand.
 
     Interpolates in disparity (1/depth), weighting by validity so invalid pixels (0) never
     bleed into valid ones; a pixel is valid when over half of its interpolation weight was
@@ -214,7 +218,7 @@ def estimate(
                 state["scale"], state["units"] = hint[1] / med, "metres"
             if state["scale"] != 1.0:
                 depth = depth * np.float32(state["scale"])
-            depth, conf = upsample_depth(depth, conf, (out_w, out_h))
+            depth, conf = resize_depth(depth, conf, (out_w, out_h))
             state["clipped"] += out.write_frame(state["count"], depth, conf, formats=opts.formats,
                                                 png_scale=opts.png_scale)
             state["count"] += 1
