@@ -78,6 +78,14 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return box(a) * I3 + box(b)
 
 
+def _guide01(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A guide image as float32 (uint8 scaled to ``[0, 1]``); ``ValueError`` unless its size is ``shape``."""
+    g = np.asarray(image)
+    if g.shape[:2] != tuple(shape):
+        raise ValueError(f"guide image {g.shape[:2]} does not match depth {tuple(shape)}")
+    return g.astype(np.float32) / 255.0 if g.dtype == np.uint8 else g.astype(np.float32)
+
+
 def _edge_weights(guide: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     g = np.asarray(guide, dtype=np.float32)
     if g.ndim == 2:
@@ -196,11 +204,7 @@ def complete_depth(
     depth = np.asarray(depth, dtype=np.float32)
     conf = np.clip(np.nan_to_num(np.asarray(confidence, dtype=np.float32)), 0.0, 1.0)
     h, w = depth.shape
-    guide = np.asarray(image)
-    if guide.shape[:2] != (h, w):
-        raise ValueError(f"guide image {guide.shape[:2]} does not match depth {(h, w)}")
-    if guide.dtype == np.uint8:
-        guide = guide.astype(np.float32) / 255.0
+    guide = _guide01(image, (h, w))
     obs = np.isfinite(depth) & (depth > 0) & (conf >= min_confidence)
     if not obs.any():
         log.debug("complete_depth: no observed pixel, nothing to fill from")
@@ -375,12 +379,9 @@ def snap_depth_edges(
     """
     depth = np.asarray(depth, dtype=np.float32)
     h, w = depth.shape
-    g = np.asarray(image)
-    g = g.astype(np.float32) / 255.0 if g.dtype == np.uint8 else g.astype(np.float32)
+    g = _guide01(image, (h, w))
     if g.ndim == 2:
         g = g[..., None]
-    if g.shape[:2] != (h, w):
-        raise ValueError(f"guide image {g.shape[:2]} does not match depth {(h, w)}")
     r = int(radius)
     valid = (depth > 0) & np.isfinite(depth)
     disp = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32)
