@@ -58,6 +58,18 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    agree within 1.5 px and 15 % (``temporal_blend`` = weight of the previous frame); matched
    pixels are never changed. Measured with ground-truth cameras (40 frames, 480x270): TAE
    0.69 -> 0.60 (static orbit), 1.34 -> 0.97 (blank far wall), accuracy unchanged.
+8. **Edge test** (:func:`edge_test`, at the processing resolution, after upsampling): pixels
+   on the near side of a depth edge (disparity span above ``edge_test_ratio`` within
+   ``edge_test_radius`` *work* pixels) compare the photometric cost of their depth with that
+   of the farthest depth around them, over small ``(2 edge_test_window + 1)^2`` zero-mean
+   windows against frames ``r-2 .. r+2``, and take the far depth when it is clearly cheaper
+   (``edge_test_margin``); ``edge_test_iterations`` passes. It removes most of the
+   foreground fattening that the 7x7 NCC windows leave and the geometric check cannot see
+   (fattened neighbours agree with each other). Measured with GT cameras (balanced, 40 frames
+   480x270), AbsRel / delta1 / TAE: orbit 0.0142 / 0.9891 / 0.60 -> 0.0128 / 0.9910 / 0.63,
+   with a mover 0.0142 / 0.9888 -> 0.0129 / 0.9909, blank wall 0.0972 / 0.9053 -> 0.0972 /
+   0.9052, open3d_rgbd 0.0939 / 0.9300 / 0.457 -> 0.0939 / 0.9302 / 0.460; about +0.03 s per
+   frame. Moved pixels get the fill confidence.
 
 Streaming: frames are consumed ``N + M`` ahead of the output; the prior holds at most
 ``2 N + 1`` frames (``max_buffered`` records the high-water mark) and ``2 M + 1`` raw depths,
@@ -117,7 +129,7 @@ from ..errors import InputError, ReconstructionError
 from ..types import Cameras, Frame, Intrinsics, PriorOutput
 from .base import DepthPrior, PriorContext, register_prior
 
-__all__ = ["MVSSettings", "MVS_PRESETS", "MVSPrior", "plane_sweep", "select_sources", "fill_missing_poses"]
+__all__ = ["MVSSettings", "MVS_PRESETS", "MVSPrior", "plane_sweep", "select_sources", "fill_missing_poses", "edge_test"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +168,11 @@ class MVSSettings:
     occlusion_radius: int = 0
     occlusion_weight: float = 1.0
     occlusion_min_area: float = 0.0
+    edge_test_radius: float = 2.5
+    edge_test_window: int = 2
+    edge_test_margin: float = 0.005
+    edge_test_ratio: float = 1.2
+    edge_test_iterations: int = 2
     short_clip_frames: int = 12
     short_clip_long_side: int = 640
 
@@ -481,6 +498,83 @@ def plane_sweep(
     return depth.astype(np.float32), conf.astype(np.float32)
 
 
+def _zmad(diff: np.ndarray, window: int) -> np.ndarray:
+    """Zero-mean absolute difference over ``(2 window + 1)^2`` boxes (robust to an exposure offset)."""
+    return _box(np.abs(diff - _box(diff, window)), window)
+
+
+def edge_test(
+    depth: np.ndarray,
+    ref: np.ndarray,
+    sources: list[np.ndarray],
+    K: np.ndarray,
+    pose_ref: np.ndarray,
+    source_poses: list[np.ndarray],
+    *,
+    radius: int = 5,
+    window: int = 2,
+    margin: float = 0.005,
+    best_k: int = 2,
+    edge_ratio: float = 1.2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give pixels beside a depth edge the far side's depth where the images say so.
+
+    Window matching fattens foreground objects: background pixels beside an edge take the
+    foreground's depth, and the geometric check cannot see it (the neighbours are fattened
+    alike). Here every pixel whose ``(2 radius + 1)^2`` neighbourhood spans more than
+    ``edge_ratio`` in disparity is tested with small windows: the photometric cost (zero-mean
+    absolute difference of grayscale ``[0, 1]`` images over ``(2 window + 1)^2`` boxes, mean of
+    the ``best_k`` lowest over the source views, so a view where the background is occluded
+    is outvoted) of its own depth against that of the farthest depth of its neighbourhood; it
+    takes the far depth when that costs ``margin`` less. ``depth`` is z-depth (0 = invalid,
+    never changed), ``K`` the intrinsics of these images (OpenCV pixel centres), poses
+    camera-to-world. Returns ``(depth, moved)``.
+    """
+    depth = np.asarray(depth, np.float32)
+    h, w = depth.shape
+    valid = depth > 0
+    disp = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32)
+    kern = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    near = cv2.dilate(disp, kern, borderType=cv2.BORDER_REPLICATE)
+    far = cv2.erode(np.where(valid, disp, np.float32(np.inf)), kern, borderType=cv2.BORDER_REPLICATE)
+    band = valid & np.isfinite(far) & (near > far * np.float32(edge_ratio)) & (disp > far * np.float32(edge_ratio))
+    moved = np.zeros((h, w), bool)
+    if not band.any() or not sources:
+        return depth, moved
+    # costs are needed on the band; the zero-mean box filters read 2 * window pixels around it
+    support = cv2.dilate(band.astype(np.uint8), np.ones((4 * window + 1, 4 * window + 1), np.uint8)) > 0
+    ys, xs = np.nonzero(support)
+    rays = np.linalg.inv(K) @ np.stack([xs, ys, np.ones(xs.size)]).astype(np.float64)
+    k = max(1, min(best_k, len(sources)))
+    costs = []
+    for hyp in (disp, np.where(band, far, disp)):
+        pts = rays / hyp[ys, xs].astype(np.float64)[None]
+        per_view = []
+        for src, ps in zip(sources, source_poses):
+            R, t = _relative(pose_ref, ps)
+            q = K @ (R @ pts + t[:, None])
+            ok = q[2] > 1e-9
+            z = np.where(ok, q[2], 1.0)
+            mx = np.where(ok, q[0] / z, -10.0).astype(np.float32)
+            my = np.where(ok, q[1] / z, -10.0).astype(np.float32)
+            seen = ok & (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+            warped = cv2.remap(src, mx[None], my[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
+            diff = np.zeros((h, w), np.float32)
+            diff[ys, xs] = ref[ys, xs] - warped
+            unseen = np.zeros((h, w), np.float32)
+            unseen[ys, xs] = ~seen
+            c = _zmad(diff, window)[band]
+            c[_box(unseen, window)[band] > 0] = np.inf  # any unseen pixel in the window: no vote
+            per_view.append(c)
+        pv = np.sort(np.stack(per_view), axis=0)[:k]
+        costs.append(np.where(np.isfinite(pv), pv, 1.0).mean(axis=0))
+    take = costs[1] < costs[0] - margin
+    moved[band] = take
+    out = depth.copy()
+    out[moved] = 1.0 / far[moved]
+    return out, moved
+
+
 # --------------------------------------------------------------------------- the prior
 
 
@@ -684,6 +778,7 @@ class MVSPrior(DepthPrior):
         self.work_size = wsize
         state["intr"] = intr.scaled(*wsize)
         state["K"] = state["intr"].K
+        state["K_proc"] = intr.K
 
     def _raw_depth(self, r: int, buf: dict, poses: list, last: int, state: dict,
                    cameras: Cameras) -> tuple[np.ndarray, np.ndarray]:
@@ -765,6 +860,8 @@ class MVSPrior(DepthPrior):
                 depth = self._temporal_blend(depth, conf, prev[1], state["K"], poses[o], poses[o - 1])
             state["prev_final"] = (o, depth)
             depth, conf = upsample_depth(depth, conf, rgb)
+            if s.edge_test_radius > 0:
+                depth, conf = self._edge_test(o, depth, conf, buf, poses, state)
         elif state.get("prev_final") is not None:
             # nothing matched (e.g. the camera stopped for longer than the search window):
             # repeat the last good depth with confidence 0 rather than inventing geometry
@@ -779,6 +876,22 @@ class MVSPrior(DepthPrior):
         return PriorOutput(index=o, values=depth.astype(np.float32), kind="depth", metric=False,
                            confidence=np.clip(conf, 0, 1).astype(np.float32))
 
+
+    def _edge_test(self, o: int, depth: np.ndarray, conf: np.ndarray, buf: dict, poses: list,
+                   state: dict) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`edge_test` at the processing resolution against the frames ``o - 2 .. o + 2`` still held."""
+        s = self.settings
+        srcs = [j for j in (o - 2, o - 1, o + 1, o + 2) if j in buf and poses[j] is not None]
+        if not srcs:
+            return depth, conf
+        gray = [cv2.cvtColor(buf[j][0], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0 for j in [o, *srcs]]
+        radius = max(1, round(s.edge_test_radius * state["psize"][0] / state["wsize"][0]))
+        for _ in range(s.edge_test_iterations):
+            depth, moved = edge_test(depth, gray[0], gray[1:], state["K_proc"], poses[o], [poses[j] for j in srcs],
+                                     radius=radius, window=s.edge_test_window, margin=s.edge_test_margin,
+                                     best_k=s.best_k, edge_ratio=s.edge_test_ratio)
+            conf = np.where(moved, np.minimum(conf, s.fill_confidence), conf).astype(np.float32)
+        return depth, conf
 
     def _temporal_blend(self, depth: np.ndarray, conf: np.ndarray, prev: np.ndarray, K: np.ndarray,
                         pose: np.ndarray, pose_prev: np.ndarray) -> np.ndarray:
