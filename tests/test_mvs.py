@@ -74,10 +74,10 @@ def test_accuracy_against_exact_depth(orbit):
     clip, outs, _ = orbit
     pred = np.stack([o.values for o in outs])
     absrel, d1 = _aligned_metrics(pred, clip.depth)
-    # measured 0.0177 / 0.9908 at 160x120 (0.0180 / 0.9890 without edge snapping); the
-    # bounds leave a small margin
-    assert absrel < 0.023, absrel
-    assert d1 > 0.984, d1
+    # measured 0.0172 / 0.9913 at 160x120 (0.0177 / 0.9908 before the edge test and the
+    # 4-px snapping, 0.0180 / 0.9890 without edge snapping); the bounds leave a small margin
+    assert absrel < 0.021, absrel
+    assert d1 > 0.988, d1
     # ground-truth cameras are metric: the depth itself (no alignment) must already be right
     conf = np.stack([o.confidence for o in outs])
     sure = conf > 0.5
