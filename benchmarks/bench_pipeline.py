@@ -30,6 +30,8 @@ CASES = {
     "orbit300": (300, 480, 270, "orbit", False, False),
     "mover60": (60, 480, 270, "orbit", True, False),
     "walk60": (60, 480, 270, "walk", False, False),
+    "drone60": (60, 480, 270, "drone", False, False),
+    "forward60": (60, 480, 270, "forward", False, False),
     "textureless60": (60, 480, 270, "orbit", False, True),
 }
 

@@ -180,7 +180,7 @@ def test_sfm_orbit_matches_ground_truth(orbit_clip, tmp_path):
                             progress=lambda s, d, t: calls.append((s, d, t)))
     assert cams.frame_indices == [10 + 2 * i for i in range(24)]
     assert cams.num_posed == 24 and cams.source == "pycolmap" and cams.units == "scene"
-    assert not any(w.startswith(("no-parallax", "interpolated")) for w in cams.warnings), cams.warnings
+    assert not any(w.startswith(("no-parallax", "interpolated", "intrinsics")) for w in cams.warnings), cams.warnings
     _, st = align_trajectory(cams.poses, list(clip.poses))
     c = clip.poses[:, :3, 3]
     extent = np.linalg.norm(c.max(0) - c.min(0))
@@ -234,6 +234,23 @@ def test_sfm_unregistrable_frame_is_interpolated_and_named(orbit_clip, tmp_path)
     # the interpolated pose lies between its neighbours
     c7, c8, c9 = (cams.poses[i][:3, 3] for i in (7, 8, 9))
     assert np.linalg.norm(c8 - (c7 + c9) / 2) < 1e-9
+
+
+def test_sfm_forward_motion_does_not_determine_the_focal(tmp_path):
+    """Dolly along the optical axis: the focal is replaced by the prior (default guess, or --fov) with a warning."""
+    synthetic = pytest.importorskip("steadydepth.synthetic")
+    clip = synthetic.render_clip(24, 320, 240, motion="forward", seed=0)
+    cams = estimate_cameras(_frames(clip.images), tmp_path / "guess")
+    notes = [w for w in cams.warnings if w.startswith("intrinsics: this clip does not determine the focal")]
+    assert len(notes) == 1, cams.warnings
+    assert cams.intrinsics.fx == pytest.approx(1.2 * 320)  # DEFAULT_FOCAL_FACTOR x the long side
+    cams = estimate_cameras(_frames(clip.images), tmp_path / "fov", hfov_deg=60.0)
+    assert any(w.startswith("intrinsics: this clip does not determine") for w in cams.warnings)
+    assert cams.intrinsics.fx == pytest.approx(clip.intrinsics.fx, rel=1e-6)  # the --fov value, kept
+    _, st = align_trajectory(cams.poses, list(clip.poses))
+    c = clip.poses[:, :3, 3]
+    assert st["ate_rmse"] < 0.01 * np.linalg.norm(c.max(0) - c.min(0)), st  # measured 0.25 %
+    assert st["rot_err_deg"] < 1.0, st
 
 
 def test_sfm_static_camera_falls_back_to_identity(tmp_path):
