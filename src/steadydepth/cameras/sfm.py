@@ -283,7 +283,7 @@ def _focal_fixed_ba(rec, focal: float):
     return out
 
 
-def _check_focal(rec, prior: float, source: str | None):
+def _check_focal(rec, prior: float, from_fov: bool):
     """Replace the mapped focal by ``prior`` when the keyframes do not determine it.
 
     The model is bundle-adjusted with its focal fixed at its own value and at ``1/1.2`` and
@@ -291,14 +291,14 @@ def _check_focal(rec, prior: float, source: str | None):
     ``_FOCAL_MIN_RISE`` the focal is not determined by the video (camera translating along its
     axis, or parallel to a dominant plane: depth and focal trade off), and COLMAP's estimate is
     arbitrary (measured on a synthetic drone clip: 138 px in one run, 2411 px in another, for a
-    true 416 px; reprojection error 0.207 px at every focal from 200 to 415 px). The model is
-    then re-adjusted with the focal fixed at ``prior`` (``--fov`` when given, else
-    :data:`DEFAULT_FOCAL_FACTOR` x the long side). Returns ``(model, warning)``: ``rec`` and None,
-    or the re-adjusted copy and a warning starting with ``"intrinsics:"``. A well-posed clip (synthetic orbit) raises the
-    error by 14-16 % at +-20 %.
+    true 416 px; reprojection error 0.207 px at every focal from 200 to 415 px). The focal is
+    then moved to ``prior`` (the ``--fov`` value when ``from_fov``, else
+    :data:`DEFAULT_FOCAL_FACTOR` x the long side) in steps of at most 20 %, each followed by a
+    bundle adjustment. A well-posed clip (synthetic orbit) raises the error by 14-16 % at
+    +-20 %. Returns ``(model, warning)``: ``rec`` and None, or the re-adjusted copy and a
+    warning starting with ``"intrinsics:"``.
     """
-    cam = next(iter(rec.cameras.values()))
-    f0 = float(cam.params[0])
+    f0 = float(next(iter(rec.cameras.values())).params[0])
     base = _focal_fixed_ba(rec, f0).compute_mean_reprojection_error()
     rises = []
     for factor in (1 / 1.2, 1.2):
@@ -307,13 +307,16 @@ def _check_focal(rec, prior: float, source: str | None):
     if min(rises) >= 1.0 + _FOCAL_MIN_RISE:
         log.debug("SfM: focal %.1f px is determined (error x%.3f / x%.3f at -/+20 %%)", f0, *rises)
         return rec, None
-    what = "the --fov value" if source else f"the default guess ({DEFAULT_FOCAL_FACTOR} x the long side)"
-    msg = (f"intrinsics: this clip does not determine the focal length (reprojection error changes by "
-           f"{100 * (min(rises) - 1):.1f} % for a 20 % focal change; typical for forward motion or motion "
-           f"along a dominant plane): SfM's {f0:.1f} px replaced by {prior:.1f} px, {what}. Depth stays "
-           "consistent, but for undistorted geometry pass --fov or --intrinsics")
+    if from_fov:
+        what = "the --fov value"
+    else:
+        what = (f"the default guess ({DEFAULT_FOCAL_FACTOR} x the long side); pass --fov or --intrinsics "
+                "for undistorted geometry (depth stays consistent either way)")
+    msg = (f"intrinsics: this clip does not determine the focal length (a 20 % focal change moves the "
+           f"reprojection error by {100 * (min(rises) - 1):+.1f} %; typical for forward motion or motion "
+           f"along a dominant plane): SfM's {f0:.1f} px replaced by {prior:.1f} px, {what}")
     log.warning(msg)
-    # walk the focal to the prior in steps of at most 20 % (one big jump can flip points behind the cameras)
+    # one big jump can flip points behind the cameras: walk there
     steps = max(1, int(np.ceil(abs(np.log(prior / f0)) / np.log(1.2))))
     for f in f0 * (prior / f0) ** (np.arange(1, steps + 1) / steps):
         rec = _focal_fixed_ba(rec, float(f))
@@ -669,7 +672,7 @@ def estimate_cameras(
     if K is None:
         t0 = time.perf_counter()
         prior = focal_guess if focal_guess is not None else DEFAULT_FOCAL_FACTOR * max(w, h)
-        rec, focal_note = _check_focal(rec, prior, "--fov" if hfov_deg is not None else None)
+        rec, focal_note = _check_focal(rec, prior, from_fov=hfov_deg is not None)
         timings["focal_check"] = time.perf_counter() - t0
 
     # --- poses of the keyframe model (COLMAP world, world-to-camera 3x4)
