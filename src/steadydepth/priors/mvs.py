@@ -72,7 +72,7 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    ``edge_test_radius`` *work* pixels) compare the photometric cost of their depth with that
    of the farthest depth around them, over small ``(2 edge_test_window + 1)^2`` zero-mean
    windows against frames ``r-2 .. r+2``, and take the far depth when it is clearly cheaper
-   (``edge_test_margin``); ``edge_test_iterations`` passes. It removes most of the
+   (``edge_test_margin``); ``edge_test_iterations`` passes. It removes much of the
    foreground fattening that the 7x7 NCC windows leave and the geometric check cannot see
    (fattened neighbours agree with each other). Measured with GT cameras (balanced, 40 frames
    480x270), AbsRel / delta1 / TAE: orbit 0.0142 / 0.9891 / 0.60 -> 0.0128 / 0.9910 / 0.63,
