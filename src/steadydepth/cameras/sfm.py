@@ -671,7 +671,7 @@ def estimate_cameras(
     focal_note = None
     if K is None:
         t0 = time.perf_counter()
-        prior = focal_guess if focal_guess is not None else DEFAULT_FOCAL_FACTOR * max(w, h)
+        prior = _guess_intrinsics(None, hfov_deg, size)[0].fx  # --fov, else the default guess
         rec, focal_note = _check_focal(rec, prior, from_fov=hfov_deg is not None)
         timings["focal_check"] = time.perf_counter() - t0
 

@@ -904,7 +904,7 @@ class MVSPrior(DepthPrior):
         srcs = [j for j in (o - 2, o - 1, o + 1, o + 2) if j in buf and poses[j] is not None]
         if not srcs:
             return depth, conf
-        gray = [cv2.cvtColor(buf[j][0], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0 for j in [o, *srcs]]
+        gray = [_to_gray(buf[j][0], state["psize"]) for j in [o, *srcs]]
         radius = max(1, round(s.edge_test_radius * state["psize"][0] / state["wsize"][0]))
         for _ in range(s.edge_test_iterations):
             depth, moved = edge_test(depth, gray[0], gray[1:], state["K_proc"], poses[o], [poses[j] for j in srcs],
