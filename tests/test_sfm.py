@@ -237,9 +237,12 @@ def test_sfm_unregistrable_frame_is_interpolated_and_named(orbit_clip, tmp_path)
 
 
 def test_sfm_forward_motion_does_not_determine_the_focal(tmp_path):
-    """Dolly along the optical axis: the focal is replaced by the prior (default guess, or --fov) with a warning."""
+    """Dolly along the optical axis: the focal is replaced by the prior (default guess, or --fov) with a warning.
+
+    32 frames: with 24, COLMAP's first mapping diverges (|k| > 0.5) in about a quarter of the runs and
+    the k = 0 retry leaves a trajectory error of 0.7-1.6 % of the path (a mapping weakness, not this check)."""
     synthetic = pytest.importorskip("steadydepth.synthetic")
-    clip = synthetic.render_clip(24, 320, 240, motion="forward", seed=0)
+    clip = synthetic.render_clip(32, 320, 240, motion="forward", seed=0)
     cams = estimate_cameras(_frames(clip.images), tmp_path / "guess")
     notes = [w for w in cams.warnings if w.startswith("intrinsics: this clip does not determine the focal")]
     assert len(notes) == 1, cams.warnings
@@ -249,7 +252,7 @@ def test_sfm_forward_motion_does_not_determine_the_focal(tmp_path):
     assert cams.intrinsics.fx == pytest.approx(clip.intrinsics.fx, rel=1e-6)  # the --fov value, kept
     _, st = align_trajectory(cams.poses, list(clip.poses))
     c = clip.poses[:, :3, 3]
-    assert st["ate_rmse"] < 0.01 * np.linalg.norm(c.max(0) - c.min(0)), st  # measured 0.25 %
+    assert st["ate_rmse"] < 0.01 * np.linalg.norm(c.max(0) - c.min(0)), st  # measured 0.15-0.23 % (18 runs)
     assert st["rot_err_deg"] < 1.0, st
 
 

@@ -264,8 +264,9 @@ def _model_ok(rec) -> bool:
     return not any(c.has_bogus_params(0.1, 10.0, 0.5) for c in rec.cameras.values())
 
 
-def _focal_fixed_ba(rec, focal: float):
-    """A copy of ``rec`` bundle-adjusted with the shared focal fixed at ``focal`` (distortion, poses, points free)."""
+def _focal_fixed_ba(rec, focal: float, refine_distortion: bool = True):
+    """A copy of ``rec`` bundle-adjusted with the shared focal fixed at ``focal`` (poses, points and,
+    with ``refine_distortion``, the radial term free)."""
     import pycolmap
 
     out = pycolmap.Reconstruction(rec)
@@ -277,6 +278,7 @@ def _focal_fixed_ba(rec, focal: float):
         out.cameras[cid] = cam
     opts = pycolmap.BundleAdjustmentOptions()
     opts.refine_focal_length = False
+    opts.refine_extra_params = refine_distortion
     opts.print_summary = False
     with _quiet_colmap():
         pycolmap.bundle_adjustment(out, opts)
@@ -294,7 +296,8 @@ def _check_focal(rec, prior: float, from_fov: bool):
     true 416 px; reprojection error 0.207 px at every focal from 200 to 415 px). The focal is
     then moved to ``prior`` (the ``--fov`` value when ``from_fov``, else
     :data:`DEFAULT_FOCAL_FACTOR` x the long side) in steps of at most 20 %, each followed by a
-    bundle adjustment. A well-posed clip (synthetic orbit) raises the error by 14-16 % at
+    bundle adjustment; if that leaves a camera :func:`_model_ok` rejects (the radial term ran
+    away), the walk is redone with the radial term fixed. A well-posed clip (synthetic orbit) raises the error by 14-16 % at
     +-20 %. Returns ``(model, warning)``: ``rec`` and None, or the re-adjusted copy and a
     warning starting with ``"intrinsics:"``.
     """
@@ -316,11 +319,16 @@ def _check_focal(rec, prior: float, from_fov: bool):
            f"reprojection error by {100 * (min(rises) - 1):+.1f} %; typical for forward motion or motion "
            f"along a dominant plane): SfM's {f0:.1f} px replaced by {prior:.1f} px, {what}")
     log.warning(msg)
-    # one big jump can flip points behind the cameras: walk there
+    # one big jump can flip points behind the cameras: walk there. A walk whose camera the mapper
+    # itself would reject (_model_ok: |k| >= 0.5, seen: k = 94) is redone with the radial term kept.
     steps = max(1, int(np.ceil(abs(np.log(prior / f0)) / np.log(1.2))))
-    for f in f0 * (prior / f0) ** (np.arange(1, steps + 1) / steps):
-        rec = _focal_fixed_ba(rec, float(f))
-    return rec, msg
+    for refine_distortion in (True, False):
+        out = rec
+        for f in f0 * (prior / f0) ** (np.arange(1, steps + 1) / steps):
+            out = _focal_fixed_ba(out, float(f), refine_distortion)
+        if _model_ok(out):
+            break
+    return out, msg
 
 
 # --------------------------------------------------------------------------- registration
