@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from steadydepth.cameras.sfm import estimate_cameras
-from steadydepth.cameras.trajectory import align_trajectory
+from steadydepth.eval.trajectory import trajectory_error
 from steadydepth.types import Frame, Intrinsics
 
 __all__ = ["main"]
@@ -57,7 +57,7 @@ def _row(name, frames, gt_poses, gt_fx, work, intrinsics=None) -> dict:
     t = time.perf_counter()
     cams = estimate_cameras(frames, work, intrinsics=intrinsics, timings=tm)
     total = time.perf_counter() - t
-    _, st = align_trajectory(cams.poses, list(gt_poses))
+    st = trajectory_error(cams.poses, list(gt_poses))
     c = np.asarray(gt_poses)[:, :3, 3]
     extent = float(np.linalg.norm(c.max(0) - c.min(0)))
     return {

@@ -21,9 +21,9 @@ from steadydepth.eval.metrics import (
     flicker,
     mean_over_sequences,
     temporal_alignment_error,
-    trajectory_error,
-    umeyama,
 )
+from steadydepth.eval.trajectory import trajectory_error
+from steadydepth.geometry import umeyama
 from steadydepth.eval.report import format_table, metrics_to_json
 from steadydepth.types import Intrinsics
 

@@ -15,7 +15,7 @@ from steadydepth.consistency.completion import complete_depth, snap_depth_edges,
 from steadydepth.consistency.geometric import geometric_consistency, reproject_check
 from steadydepth.errors import InputError, ReconstructionError
 from steadydepth.priors.base import PriorContext, create_prior
-from steadydepth.priors.mvs import MVS_PRESETS, MVSPrior, edge_test, fill_missing_poses, select_sources
+from steadydepth.priors.mvs import MVS_PRESETS, MVSPrior, edge_test, select_sources
 from steadydepth.types import Cameras, Frame, Intrinsics
 
 synthetic = pytest.importorskip("steadydepth.synthetic")
@@ -178,20 +178,6 @@ def test_needs_cameras_and_registry():
     with pytest.raises(InputError):
         ctx = PriorContext(cameras=_static_cameras(1), options={"mvs": {"no_such_option": 1}})
         list(MVSPrior().process(iter([]), ctx))
-
-
-def test_fill_missing_poses_interpolates():
-    p0, p2 = np.eye(4), np.eye(4)
-    p2[:3, 3] = [2.0, 0.0, 0.0]
-    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
-    p2[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
-    filled, n = fill_missing_poses([None, p0, None, p2, None])
-    assert n == 3
-    np.testing.assert_allclose(filled[0], p0)
-    np.testing.assert_allclose(filled[4], p2)
-    np.testing.assert_allclose(filled[2][:3, 3], [1.0, 0.0, 0.0])
-    c15, s15 = np.cos(np.radians(15)), np.sin(np.radians(15))
-    np.testing.assert_allclose(filled[2][:3, :3], [[c15, 0, s15], [0, 1, 0], [-s15, 0, c15]], atol=1e-12)
 
 
 def test_select_sources_skips_duplicates_and_balances_sides():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from steadydepth import OutputError
-from steadydepth.pipeline import estimate, resize_depth
+from steadydepth.pipeline import estimate
 
 
 def _frames(n: int = 6, h: int = 48, w: int = 64) -> np.ndarray:
@@ -101,15 +101,6 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OutputError, match="afile"):
         estimate(_frames(2), blocker / "out", prior="io-passthrough", progress_bar=False)
-
-
-def test_upsample_keeps_invalid_pixels_out():
-    d = np.full((4, 4), 2.0, np.float32)
-    d[:, :2] = 0.0
-    up, conf = resize_depth(d, (d > 0).astype(np.float32), (8, 8))
-    assert up.shape == (8, 8)
-    assert np.all(up[:, :3] == 0) and np.allclose(up[:, 5:], 2.0)
-    assert np.all(conf[:, :3] == 0)
 
 
 def test_relative_disparity_prior_is_aligned_over_the_clip(tmp_path):

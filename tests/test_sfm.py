@@ -16,13 +16,8 @@ import pytest
 from steadydepth.cameras.colmap_io import read_colmap_text, write_colmap_text
 from steadydepth.cameras.keyframes import KeyframePolicy, KeyframeSelector
 from steadydepth.cameras.sfm import estimate_cameras
-from steadydepth.cameras.trajectory import (
-    align_trajectory,
-    camera_centers,
-    interpolate_poses,
-    rotation_error_deg,
-    umeyama_alignment,
-)
+from steadydepth.eval.trajectory import trajectory_error
+from steadydepth.geometry import rotation_error_deg
 from steadydepth.errors import InputError, ReconstructionError
 from steadydepth.types import Cameras, Frame, Intrinsics
 
@@ -39,61 +34,6 @@ def _frames(images, first=0, step=1):
 
 
 # --------------------------------------------------------------------------- trajectory
-
-
-def test_umeyama_recovers_exact_similarity():
-    rng = np.random.default_rng(0)
-    src = rng.normal(size=(20, 3))
-    R, s, t = _rand_rot(rng), 2.5, np.array([1.0, -2.0, 0.5])
-    dst = s * src @ R.T + t
-    s2, R2, t2 = umeyama_alignment(src, dst)
-    assert s2 == pytest.approx(s, rel=1e-12)
-    np.testing.assert_allclose(R2, R, atol=1e-12)
-    np.testing.assert_allclose(t2, t, atol=1e-12)
-    s3, _, _ = umeyama_alignment(src, dst, with_scale=False)
-    assert s3 == 1.0
-
-
-def test_align_trajectory_exact_and_none_entries():
-    rng = np.random.default_rng(1)
-    gt = []
-    for k in range(8):
-        T = np.eye(4)
-        T[:3, :3] = _rand_rot(rng)
-        T[:3, 3] = rng.normal(size=3)
-        gt.append(T)
-    R, s, t = _rand_rot(rng), 0.3, np.array([0.2, 0.1, -1.0])
-    pred = []
-    for T in gt:  # pred = inverse similarity of gt
-        P = np.eye(4)
-        P[:3, :3] = R.T @ T[:3, :3]
-        P[:3, 3] = R.T @ (T[:3, 3] - t) / s
-        pred.append(P)
-    pred[3] = None
-    aligned, st = align_trajectory(pred, gt)
-    assert aligned[3] is None
-    assert st["ate_rmse"] < 1e-10 and st["rot_err_deg"] < 1e-6 and st["rpe_rot_deg"] < 1e-6
-    assert st["scale"] == pytest.approx(s, rel=1e-10)
-    # a perturbed prediction must show a non-zero error
-    pred[0] = pred[0].copy()
-    pred[0][:3, 3] += 1.0
-    _, st2 = align_trajectory(pred, gt)
-    assert st2["ate_rmse"] > 1e-3
-
-
-def test_interpolate_poses_slerp_and_lerp():
-    A, B = np.eye(4), np.eye(4)
-    B[:3, :3] = cv2.Rodrigues(np.array([0.0, np.radians(40.0), 0.0]))[0]
-    B[:3, 3] = [2.0, 0.0, 4.0]
-    out = interpolate_poses([None, A, None, None, B, None])
-    np.testing.assert_allclose(out[0], A)
-    np.testing.assert_allclose(out[5], B)
-    # 1/3 of the way: 13.33 degrees about y, centre lerped
-    assert rotation_error_deg(A[:3, :3], out[2][:3, :3]) == pytest.approx(40.0 / 3, abs=1e-9)
-    np.testing.assert_allclose(out[2][:3, 3], [2 / 3, 0.0, 4 / 3], atol=1e-12)
-    np.testing.assert_allclose(camera_centers(out)[3], [4 / 3, 0.0, 8 / 3], atol=1e-12)
-    with pytest.raises(ReconstructionError):
-        interpolate_poses([None, None])
 
 
 # --------------------------------------------------------------------------- COLMAP text
@@ -181,7 +121,7 @@ def test_sfm_orbit_matches_ground_truth(orbit_clip, tmp_path):
     assert cams.frame_indices == [10 + 2 * i for i in range(24)]
     assert cams.num_posed == 24 and cams.source == "pycolmap" and cams.units == "scene"
     assert not any(w.startswith(("no-parallax", "interpolated", "intrinsics")) for w in cams.warnings), cams.warnings
-    _, st = align_trajectory(cams.poses, list(clip.poses))
+    st = trajectory_error(cams.poses, list(clip.poses))
     c = clip.poses[:, :3, 3]
     extent = np.linalg.norm(c.max(0) - c.min(0))
     assert st["ate_rmse"] < 0.01 * extent, st
@@ -213,7 +153,7 @@ def test_sfm_orbit_known_intrinsics_stay_fixed(orbit_clip, tmp_path):
     assert cams.intrinsics.fx == pytest.approx(clip.intrinsics.fx, rel=1e-9)
     assert cams.intrinsics.cx == pytest.approx(clip.intrinsics.cx, abs=1e-9)
     assert not any(w.startswith("distortion") for w in cams.warnings)
-    _, st = align_trajectory(cams.poses, list(clip.poses[::2]))
+    st = trajectory_error(cams.poses, list(clip.poses[::2]))
     c = clip.poses[::2, :3, 3]
     assert st["ate_rmse"] < 0.01 * np.linalg.norm(c.max(0) - c.min(0)), st
     assert st["rot_err_deg"] < 1.0, st
@@ -228,7 +168,7 @@ def test_sfm_unregistrable_frame_is_interpolated_and_named(orbit_clip, tmp_path)
     assert len(msgs) == 1 and msgs[0].endswith("[108]"), cams.warnings
     assert cams.num_posed == 16
     keep = [i for i in range(16) if i != 8]
-    _, st = align_trajectory([cams.poses[i] for i in keep], [clip.poses[i] for i in keep])
+    st = trajectory_error([cams.poses[i] for i in keep], [clip.poses[i] for i in keep])
     c = clip.poses[:16, :3, 3]
     assert st["ate_rmse"] < 0.01 * np.linalg.norm(c.max(0) - c.min(0)), st
     # the interpolated pose lies between its neighbours
@@ -250,7 +190,7 @@ def test_sfm_forward_motion_does_not_determine_the_focal(tmp_path):
     cams = estimate_cameras(_frames(clip.images), tmp_path / "fov", hfov_deg=60.0)
     assert any(w.startswith("intrinsics: this clip does not determine") for w in cams.warnings)
     assert cams.intrinsics.fx == pytest.approx(clip.intrinsics.fx, rel=1e-6)  # the --fov value, kept
-    _, st = align_trajectory(cams.poses, list(clip.poses))
+    st = trajectory_error(cams.poses, list(clip.poses))
     c = clip.poses[:, :3, 3]
     assert st["ate_rmse"] < 0.01 * np.linalg.norm(c.max(0) - c.min(0)), st  # measured 0.15-0.23 % (18 runs)
     assert st["rot_err_deg"] < 1.0, st
@@ -307,6 +247,6 @@ def test_sfm_open3d_sequence_with_known_intrinsics(tmp_path):
     cams = estimate_cameras(_frames(imgs), tmp_path, intrinsics=K)
     assert cams.num_posed == 5
     assert not any(w.startswith("no-parallax") for w in cams.warnings), cams.warnings
-    _, st = align_trajectory(cams.poses, gt)
+    st = trajectory_error(cams.poses, gt)
     # the camera travels ~10 cm; require ATE under 5 mm and orientation under 0.5 degree
     assert st["ate_rmse"] < 0.005 and st["rot_err_deg"] < 0.5, st

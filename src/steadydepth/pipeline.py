@@ -16,11 +16,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from . import __version__
 from .errors import InputError, ReconstructionError
+from .geometry import resize_depth
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
@@ -28,7 +28,7 @@ from .priors.base import PriorContext, create_prior
 from .progress import Progress, peak_memory_mb
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
 
-__all__ = ["estimate", "DepthVideo", "resize_depth"]
+__all__ = ["estimate", "DepthVideo"]
 
 log = logging.getLogger(__name__)
 
@@ -82,34 +82,6 @@ class DepthVideo:
             dest = target.root / entry.name
             shutil.copytree(entry, dest) if entry.is_dir() else shutil.copy2(entry, dest)
         return target.root
-
-
-def resize_depth(depth: np.ndarray, confidence: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize depth and confidence to the output ``size = (width, height)`` (up or down).
-
-    Unlike :func:`steadydepth.consistency.completion.upsample_depth` (edge-aware, needs the
-    target-resolution image) this needs no guide: the pipeline has only the processing-size
-    frame at hand.
-
-    Interpolates in disparity (1/depth), weighting by validity so invalid pixels (0) never
-    bleed into valid ones; a pixel is valid when over half of its interpolation weight was
-    valid. Pixel centres are kept aligned (OpenCV ``resize``).
-    """
-    w, h = size
-    if depth.shape == (h, w):
-        return depth.astype(np.float32), confidence.astype(np.float32)
-    valid = (depth > 0) & np.isfinite(depth)
-    disp = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32)
-    weight = valid.astype(np.float32)
-    down = w < depth.shape[1]
-    interp = cv2.INTER_AREA if down else cv2.INTER_LINEAR
-    disp_r = cv2.resize(disp, (w, h), interpolation=interp)
-    weight_r = cv2.resize(weight, (w, h), interpolation=interp)
-    conf_r = cv2.resize(confidence.astype(np.float32), (w, h), interpolation=interp)
-    ok = weight_r > 0.5
-    out = np.zeros((h, w), np.float32)
-    out[ok] = weight_r[ok] / np.maximum(disp_r[ok], 1e-12)
-    return out, np.clip(np.where(ok, conf_r, 0.0), 0.0, 1.0).astype(np.float32)
 
 
 class _ResizedFrames:

@@ -59,7 +59,7 @@ import numpy as np
 from ..errors import InputError, OutputError, ReconstructionError
 from ..types import Cameras, Frame, Intrinsics
 from .keyframes import KEYFRAME_PRESETS, KeyframePolicy, KeyframeSelector
-from .trajectory import interpolate_poses
+from ..geometry import interpolate_poses
 
 __all__ = ["estimate_cameras", "SfmPreset", "SFM_PRESETS", "DEFAULT_FOCAL_FACTOR"]
 

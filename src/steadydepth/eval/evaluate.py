@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import InputError
 from .datasets import load_ground_truth
-from .metrics import evaluate_depth, trajectory_error
+from .metrics import evaluate_depth
+from .trajectory import trajectory_error
 
 __all__ = ["evaluate_output", "read_output_depth"]
 

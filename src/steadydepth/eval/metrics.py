@@ -1,4 +1,4 @@
-"""Depth and trajectory metrics, computed the way the video-depth field does.
+"""Depth metrics (AbsRel, delta1, RMSE, TAE), computed the way the video-depth field does.
 
 The protocol (DepthCrafter ``benchmark/eval/eval.py``, Video Depth Anything
 ``benchmark/eval/eval.py`` and ``eval_tae.py``) for one sequence:
@@ -52,10 +52,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Union
 
-import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import resize_valid_normalised
 from ..types import Intrinsics
 from .report import to_jsonable
 
@@ -69,8 +69,6 @@ __all__ = [
     "temporal_alignment_error",
     "flicker",
     "mean_over_sequences",
-    "umeyama",
-    "trajectory_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -185,19 +183,6 @@ def _as_frame(a: Any, name: str, k: int) -> np.ndarray:
     return arr
 
 
-def _resize_valid(values: np.ndarray, valid: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize ``values`` to ``shape`` (H, W): bilinear normalised over ``valid``; validity by exact nearest."""
-    h, w = shape
-    m = valid.astype(np.float64)
-    num = cv2.resize(np.where(valid, values, 0.0), (w, h), interpolation=cv2.INTER_LINEAR)
-    den = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
-    near = cv2.resize(valid.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
-    ok = near & (den > 1e-9)
-    out = np.zeros((h, w), dtype=np.float64)
-    out[ok] = num[ok] / den[ok]
-    return out, ok
-
-
 def _prepare(p_raw: Any, g_raw: Any, k: int, min_depth: float, max_depth: float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(pred at gt size, pred valid, gt, gt valid)`` for frame ``k``; invalid pred set to 0."""
@@ -207,7 +192,7 @@ def _prepare(p_raw: Any, g_raw: Any, k: int, min_depth: float, max_depth: float
         pvalid = np.isfinite(p) & (p > 0)
         gvalid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
     if p.shape != gt.shape:
-        p, pvalid = _resize_valid(p, pvalid, gt.shape)
+        p, pvalid = resize_valid_normalised(p, pvalid, gt.shape)
     else:
         p = np.where(pvalid, p, 0.0)
     return p, pvalid, gt, gvalid
@@ -677,131 +662,3 @@ def mean_over_sequences(results: Sequence[DepthMetrics]) -> dict[str, Any]:
         vals = [getattr(r, key) for r in results if getattr(r, key) is not None]
         out[key] = float(np.mean(vals)) if vals else None
     return out
-
-
-# --------------------------------------------------------------------------- trajectories
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity ``dst ~ s * R @ src + t`` (Umeyama 1991).
-
-    ``src``, ``dst``: corresponding points ``(N, 3)``, ``N >= 3``. Returns ``(s, R, t)`` with
-    ``R`` a proper rotation (det +1) and ``s = 1`` when ``with_scale`` is False. When the
-    source points lie on a line the rotation about that line is not determined (any
-    minimiser is returned). Raises :class:`InputError` on bad shapes or identical points.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    if src.ndim != 2 or src.shape[1] != 3 or src.shape != dst.shape:
-        raise InputError(f"umeyama: src and dst must both be (N, 3), got {src.shape} and {dst.shape}")
-    n = src.shape[0]
-    if n < 3:
-        raise InputError(f"umeyama: needs at least 3 point pairs, got {n}")
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    xs, xd = src - mu_s, dst - mu_d
-    var_s = float(np.sum(xs**2)) / n
-    if var_s <= 1e-300:
-        raise InputError("umeyama: the source points are all identical")
-    U, D, Vt = np.linalg.svd(xd.T @ xs / n)
-    S = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        S[2, 2] = -1.0
-    R = U @ S @ Vt
-    s = float(np.sum(D * np.diag(S)) / var_s) if with_scale else 1.0
-    t = mu_d - s * R @ mu_s
-    return s, R, t
-
-
-def _rot_angle_deg(R: np.ndarray) -> float:
-    c = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
-    return float(np.degrees(np.arccos(c)))
-
-
-def _nearest_rotation(M: np.ndarray) -> np.ndarray:
-    U, _, Vt = np.linalg.svd(M)
-    S = np.eye(3)
-    if np.linalg.det(U @ Vt) < 0:
-        S[2, 2] = -1.0
-    return U @ S @ Vt
-
-
-def trajectory_error(pred_poses: Sequence[np.ndarray | None] | np.ndarray,
-                     gt_poses: Sequence[np.ndarray | None] | np.ndarray, *, with_scale: bool = True) -> dict[str, Any]:
-    """Trajectory accuracy of camera-to-world poses after a Sim(3) alignment (evo-style).
-
-    Frames where either pose is ``None`` are ignored. The predicted camera centres
-    (translation columns) are aligned to the ground truth's with :func:`umeyama` (scale
-    included unless ``with_scale`` is False). When the centres are degenerate (fewer than
-    3, or (nearly) on one line: second singular value of the centred centres under 5 % of the first, where Umeyama cannot fix the rotation) the rotation is instead
-    the one best mapping predicted orientations onto ground-truth ones, then scale and
-    translation are least squares given it (``alignment`` says which was used).
-
-    Returns a dict: ``ate_rmse`` / ``ate_mean`` / ``ate_max`` (centre error after alignment,
-    ground-truth units), ``rot_err_deg_mean`` / ``rot_err_deg_max`` (orientation error after
-    alignment), ``rpe_trans_rmse`` and ``rpe_rot_deg_mean`` (relative pose error between
-    consecutive frames both posed, translation in ground-truth units after scaling; ``None``
-    when no such pair), ``scale``, ``alignment``, ``num_frames`` (used), ``num_missing``
-    (frames without a predicted pose), ``num_total``.
-    """
-    if len(pred_poses) != len(gt_poses):
-        raise InputError(f"trajectory_error: {len(pred_poses)} predicted poses but {len(gt_poses)} ground-truth poses")
-    idx, P, G = [], [], []
-    missing = 0
-    for i, (p, g) in enumerate(zip(pred_poses, gt_poses)):
-        if p is None:
-            missing += 1
-            continue
-        if g is None:
-            continue
-        p = np.asarray(p, dtype=np.float64)
-        g = np.asarray(g, dtype=np.float64)
-        if p.shape != (4, 4) or g.shape != (4, 4):
-            raise InputError(f"trajectory_error: pose {i} must be 4x4 (pred {p.shape}, gt {g.shape})")
-        idx.append(i)
-        P.append(p)
-        G.append(g)
-    if not idx:
-        raise InputError("trajectory_error: no frame has both a predicted and a ground-truth pose")
-    P_arr, G_arr = np.asarray(P), np.asarray(G)
-    cp, cg = P_arr[:, :3, 3], G_arr[:, :3, 3]
-    sv = np.linalg.svd(cp - cp.mean(0), compute_uv=False) if len(idx) >= 3 else np.zeros(3)
-    # Centres (nearly) on a line leave the rotation about that line undetermined by Umeyama:
-    # below 5 % spread across the main direction, take the rotation from the orientations.
-    if len(idx) >= 3 and sv[0] > 1e-12 and sv[1] > 0.05 * sv[0]:
-        s, R, t = umeyama(cp, cg, with_scale=with_scale)
-        method = "umeyama"
-    else:
-        R = _nearest_rotation(sum(g[:3, :3] @ p[:3, :3].T for p, g in zip(P_arr, G_arr)))
-        xs, xd = (cp - cp.mean(0)) @ R.T, cg - cg.mean(0)
-        den = float(np.sum(xs**2))
-        s = float(np.sum(xs * xd) / den) if (with_scale and den > 1e-300) else 1.0
-        t = cg.mean(0) - s * R @ cp.mean(0)
-        method = "orientation"
-    A = np.repeat(np.eye(4)[None], len(idx), axis=0)
-    A[:, :3, :3] = R @ P_arr[:, :3, :3]
-    A[:, :3, 3] = s * cp @ R.T + t
-    err = np.linalg.norm(A[:, :3, 3] - cg, axis=1)
-    rot = np.array([_rot_angle_deg(a[:3, :3].T @ g[:3, :3]) for a, g in zip(A, G_arr)])
-    rpe_t, rpe_r = [], []
-    for j in range(len(idx) - 1):
-        if idx[j + 1] != idx[j] + 1:
-            continue
-        rel_g = np.linalg.inv(G_arr[j]) @ G_arr[j + 1]
-        rel_a = np.linalg.inv(A[j]) @ A[j + 1]
-        E = np.linalg.inv(rel_g) @ rel_a
-        rpe_t.append(float(np.linalg.norm(E[:3, 3])))
-        rpe_r.append(_rot_angle_deg(E[:3, :3]))
-    return {
-        "ate_rmse": float(np.sqrt(np.mean(err**2))),
-        "ate_mean": float(np.mean(err)),
-        "ate_max": float(np.max(err)),
-        "rot_err_deg_mean": float(np.mean(rot)),
-        "rot_err_deg_max": float(np.max(rot)),
-        "rpe_trans_rmse": float(np.sqrt(np.mean(np.square(rpe_t)))) if rpe_t else None,
-        "rpe_rot_deg_mean": float(np.mean(rpe_r)) if rpe_r else None,
-        "scale": float(s),
-        "alignment": method,
-        "num_frames": len(idx),
-        "num_missing": missing,
-        "num_total": len(pred_poses),
-    }

@@ -34,6 +34,7 @@ import numpy as np
 from ..consistency.align import ClipAligner
 from ..consistency.fusion import blend_with_geometry
 from ..errors import InputError, ReconstructionError
+from ..geometry import resize_keep_invalid
 from ..types import Frame, PriorOutput
 from .base import DepthPrior, PriorContext, create_prior, register_prior
 from .tee import SpillingTee
@@ -46,18 +47,6 @@ from .refined import RefinedPrior
 __all__ = ["CombinedPrior"]
 
 log = logging.getLogger(__name__)
-
-
-def _fit_size(values: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize a map (0 = invalid) to ``width x height`` without mixing invalid pixels in."""
-    values = np.asarray(values, np.float32)
-    if values.shape == (height, width):
-        return values
-    ok = np.isfinite(values) & (values > 0)
-    lin = cv2.resize(np.where(ok, values, 0.0), (width, height), interpolation=cv2.INTER_LINEAR)
-    near = cv2.resize(np.where(ok, values, 0.0), (width, height), interpolation=cv2.INTER_NEAREST)
-    okr = cv2.resize(ok.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.999
-    return np.where(okr, lin, near).astype(np.float32)
 
 
 class CombinedPrior(DepthPrior):
@@ -99,14 +88,14 @@ class CombinedPrior(DepthPrior):
                     kind = "depth" if shape.kind == "depth" else "disparity"
                     aligner = ClipAligner(kind=kind, intrinsics=cameras.intrinsics if cameras is not None else None)
                 kinds.add(shape.kind)
-                sv = _fit_size(shape.values, w, h)
+                sv = resize_keep_invalid(shape.values, w, h)
                 gd = np.zeros((h, w), np.float32)
                 gc = np.zeros((h, w), np.float32)
                 for g in geos:
                     if g.kind != "depth":
                         raise InputError(f"combined prior: geometric part '{g}' must yield depth, not {g.kind}")
                     geo_metric &= bool(g.metric)
-                    d = _fit_size(g.values, w, h)
+                    d = resize_keep_invalid(g.values, w, h)
                     if g.confidence is None:
                         c = np.ones_like(d)
                     else:

@@ -141,10 +141,11 @@ import numpy as np
 from ..consistency.completion import complete_depth, guided_filter, snap_depth_edges, upsample_depth
 from ..consistency.geometric import geometric_consistency
 from ..errors import InputError, ReconstructionError
+from ..geometry import interpolate_poses, project_points, relative_pose, scale_K
 from ..types import Cameras, Frame, Intrinsics, PriorOutput
 from .base import DepthPrior, PriorContext, register_prior
 
-__all__ = ["MVSSettings", "MVS_PRESETS", "MVSPrior", "plane_sweep", "select_sources", "fill_missing_poses", "edge_test"]
+__all__ = ["MVSSettings", "MVS_PRESETS", "MVSPrior", "plane_sweep", "select_sources", "edge_test"]
 
 log = logging.getLogger(__name__)
 
@@ -206,50 +207,6 @@ NO_PARALLAX_RATIO = 1e-4
 
 
 # --------------------------------------------------------------------------- geometry
-
-
-def _slerp_pose(p0: np.ndarray, p1: np.ndarray, a: float) -> np.ndarray:
-    from scipy.spatial.transform import Rotation, Slerp
-
-    rots = Rotation.from_matrix(np.stack([p0[:3, :3], p1[:3, :3]]))
-    out = np.eye(4)
-    out[:3, :3] = Slerp([0.0, 1.0], rots)([a]).as_matrix()[0]
-    out[:3, 3] = (1 - a) * p0[:3, 3] + a * p1[:3, 3]
-    return out
-
-
-def fill_missing_poses(poses: list[np.ndarray | None]) -> tuple[list[np.ndarray | None], int]:
-    """Fill ``None`` poses by interpolating between the nearest posed frames.
-
-    Between two posed frames: linear in camera centre, spherical (slerp) in rotation;
-    before the first / after the last posed frame: a copy of the nearest one. Returns the
-    filled list (all ``None`` if no frame has a pose) and the number of filled poses.
-    """
-    posed = [i for i, p in enumerate(poses) if p is not None]
-    if not posed:
-        return list(poses), 0
-    out: list[np.ndarray | None] = []
-    filled = 0
-    for i, p in enumerate(poses):
-        if p is not None:
-            out.append(np.asarray(p, dtype=np.float64))
-            continue
-        filled += 1
-        k = int(np.searchsorted(posed, i))
-        if k == 0:
-            out.append(np.asarray(poses[posed[0]], dtype=np.float64).copy())
-        elif k == len(posed):
-            out.append(np.asarray(poses[posed[-1]], dtype=np.float64).copy())
-        else:
-            i0, i1 = posed[k - 1], posed[k]
-            out.append(_slerp_pose(np.asarray(poses[i0], float), np.asarray(poses[i1], float), (i - i0) / (i1 - i0)))
-    return out, filled
-
-
-def _relative(pose_ref: np.ndarray, pose_src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(R, t)`` with ``X_src = R X_ref + t`` (camera coordinates)."""
-    rel = np.linalg.inv(pose_src) @ pose_ref
-    return rel[:3, :3], rel[:3, 3]
 
 
 def select_sources(
@@ -379,7 +336,7 @@ def _aggregated_costs(
     k = max(1, min(settings.best_k, len(sources)))
     best: list[np.ndarray] = []
     for src, ps in zip(sources, source_poses):
-        R, t = _relative(pose_ref, ps)
+        R, t = relative_pose(pose_ref, ps)
         Ap = ((K @ R @ Kinv) @ pix).astype(np.float32)
         b = K @ t
         c = _view_costs(ref, ref_mean, ref_std, src, Ap, b, rho, r, settings.texture_floor)
@@ -454,9 +411,7 @@ def plane_sweep(
     if settings.coarse_to_fine:
         ref_c = _half(ref)
         hc, wc = ref_c.shape
-        sx, sy = wc / w, hc / h
-        Kc = np.array([[K[0, 0] * sx, 0, (K[0, 2] + 0.5) * sx - 0.5],
-                       [0, K[1, 1] * sy, (K[1, 2] + 0.5) * sy - 0.5], [0, 0, 1.0]])
+        Kc = scale_K(K, (w, h), (wc, hc))
         agg, textured_c = _aggregated_costs(ref_c, [_half(x) for x in sources], Kc, pose_ref, source_poses,
                                             rho, settings, settings.ncc_radius_coarse)
     else:
@@ -569,7 +524,7 @@ def edge_test(
         pts = rays / hyp[ys, xs].astype(np.float64)[None]
         per_view = []
         for src, ps in zip(sources, source_poses):
-            R, t = _relative(pose_ref, ps)
+            R, t = relative_pose(pose_ref, ps)
             q = K @ (R @ pts + t[:, None])
             ok = q[2] > 1e-9
             z = np.where(ok, q[2], 1.0)
@@ -652,18 +607,13 @@ class MVSPrior(DepthPrior):
         pts = cameras.points
         if pts is None or len(pts) < 20:
             return None
-        w2c = np.linalg.inv(pose)
-        X = (w2c[:3, :3] @ np.asarray(pts, np.float64).T).T + w2c[:3, 3]
-        z = X[:, 2]
-        front = z > 1e-9
-        if front.sum() < 20:
+        u, v, z = project_points(pts, pose, intr, min_depth=1e-9)
+        if z.size < 20:
             return None
-        u = intr.fx * X[front, 0] / z[front] + intr.cx
-        v = intr.fy * X[front, 1] / z[front] + intr.cy
         inside = (u >= -0.5) & (u <= intr.width - 0.5) & (v >= -0.5) & (v <= intr.height - 0.5)
         if inside.sum() < 20:
             return None
-        zz = z[front][inside]
+        zz = z[inside]
         rho = 1.0 / zz
         return float(np.median(zz)), float(np.percentile(rho, 1)), float(np.percentile(rho, 99))
 
@@ -690,7 +640,12 @@ class MVSPrior(DepthPrior):
         self.settings = s = self._resolve_settings(context)
         self.max_buffered = 0
         self.max_cached_depths = 0
-        poses, filled = fill_missing_poses(list(cameras.poses))
+        poses = list(cameras.poses)
+        filled = sum(p is None for p in poses)
+        if filled == len(poses):
+            filled = 0  # nothing to interpolate from
+        else:
+            poses = interpolate_poses(poses)
         if filled:
             log.warning("mvs: %d of %d frames have no camera pose; using poses interpolated from the "
                         "nearest posed frames", filled, len(poses))

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, ReconstructionError
+from ..geometry import project_points, resize_keep_invalid
 from ..types import Cameras, Frame, Intrinsics, PriorOutput
 from .base import DepthPrior, PriorContext, create_prior, register_prior
 from .tee import SpillingTee
@@ -66,25 +67,15 @@ class _Entry:
     refined: np.ndarray | None = None
 
 
-def _fit(values: np.ndarray, width: int, height: int) -> np.ndarray:
-    from .combined import _fit_size  # lazy: combined imports this module
-
-    return _fit_size(values, width, height)
-
-
 def _points_scale_ratio(depth: np.ndarray, pose: np.ndarray, intr: Intrinsics, points: np.ndarray | None) -> float | None:
     """Median of ``z_point / depth`` at the projections of the sparse points (None if < 10 points)."""
     if points is None or len(points) == 0:
         return None
-    P = np.asarray(points, np.float64).reshape(-1, 3)
-    w2c = np.linalg.inv(np.asarray(pose, np.float64))
-    Xc = P @ w2c[:3, :3].T + w2c[:3, 3]
-    z = Xc[:, 2]
-    front = z > 1e-6
-    if front.sum() < 10:
+    uf, vf, z = project_points(points, pose, intr, min_depth=1e-6)
+    if z.size < 10:
         return None
-    u = np.rint(intr.fx * Xc[front, 0] / z[front] + intr.cx).astype(np.int64)
-    v = np.rint(intr.fy * Xc[front, 1] / z[front] + intr.cy).astype(np.int64)
+    u = np.rint(uf).astype(np.int64)
+    v = np.rint(vf).astype(np.int64)
     h, w = depth.shape
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
     if inside.sum() < 10:
@@ -93,7 +84,7 @@ def _points_scale_ratio(depth: np.ndarray, pose: np.ndarray, intr: Intrinsics, p
     ok = np.isfinite(d) & (d > 0)
     if ok.sum() < 10:
         return None
-    return float(np.median(z[front][inside][ok] / d[ok]))
+    return float(np.median(z[inside][ok] / d[ok]))
 
 
 class RefinedPrior(DepthPrior):
@@ -227,7 +218,7 @@ class RefinedPrior(DepthPrior):
                         log.warning("refine prior '%s': the inner depth is not anchored to the camera scale "
                                     "(gauge %s); frames pass through unrefined", self.spec, gauge)
                 h, w = frame.image.shape[:2]
-                depth = _fit(out.values, w, h)
+                depth = resize_keep_invalid(out.values, w, h)
                 conf = out.confidence
                 if conf is not None:
                     conf = np.clip(np.asarray(conf, np.float32), 0.0, 1.0)
