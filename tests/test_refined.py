@@ -11,6 +11,7 @@ import pytest
 
 from steadydepth.consistency.refine import photometric_error
 from steadydepth.errors import InputError
+from steadydepth.eval import simulate as _simulate  # noqa: F401  (registers the "simulated" prior)
 from steadydepth.eval.metrics import evaluate_depth
 from steadydepth.priors.base import DepthPrior, PriorContext, create_prior
 from steadydepth.priors.refined import RefinedPrior, SpillingTee

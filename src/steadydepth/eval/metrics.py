@@ -57,7 +57,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import resize_valid_normalised
 from ..types import Intrinsics
-from .report import to_jsonable
+from ..io.atomic import to_jsonable
 
 __all__ = [
     "DepthMetrics",

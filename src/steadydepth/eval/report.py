@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, is_dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import OutputError
-from ..io.atomic import atomic_write_bytes
+from ..io.atomic import atomic_write_bytes, to_jsonable
 
 __all__ = ["format_value", "format_table", "to_jsonable", "metrics_to_json"]
 
@@ -71,33 +70,6 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     out = [line(columns), "  ".join("-" * w for w in widths)]
     out += [line(row) for row in cells]
     return "\n".join(out)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON types: dataclasses (``to_dict`` when they have one) and mappings become dicts,
-    numpy scalars/arrays become numbers/lists, NaN/inf become ``None``, paths become strings."""
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return to_jsonable(obj.to_dict())
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(asdict(obj))
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    raise TypeError(f"cannot convert {type(obj).__name__} to JSON")
 
 
 def metrics_to_json(results: Any, path: str | Path | None = None, *, indent: int = 2) -> str:

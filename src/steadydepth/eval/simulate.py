@@ -14,7 +14,8 @@ without model weights:
 Every random quantity of frame ``k`` is a pure function of ``(seed, k)``, so a clip read
 with a stride sees the same values for the same source frames.
 
-The registered prior ``simulated:GTDIR`` reads a ground-truth folder (``GTDIR/depth/
+Importing this module registers the prior ``simulated:GTDIR`` (the production code never
+imports it: benchmarks and tests do, explicitly). It reads a ground-truth folder (``GTDIR/depth/
 000000.npy`` float32 metres, one per source frame, plus ``GTDIR/cameras.json``) and yields
 this simulated disparity; its :meth:`describe` says loudly that it is built from ground truth.
 Options: ``simulated:GTDIR?seed=3&strength=strong``.
@@ -23,7 +24,6 @@ Options: ``simulated:GTDIR?seed=3&strength=strong``.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,9 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..io.frames import natural_sort_key
 from ..priors.base import DepthPrior, PriorContext, register_prior
+from ..priors.spec import parse_spec_options
 from ..types import Frame, PriorOutput
 
 __all__ = [
@@ -149,10 +151,6 @@ def simulate_flickering_prior(
         yield simulate_frame(depth, start_index + k, seed=seed, strength=strength)
 
 
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
 class SimulatedPrior(DepthPrior):
     """``simulated:GTDIR`` — a SIMULATOR built from ground truth (for benchmarks only)."""
 
@@ -163,7 +161,7 @@ class SimulatedPrior(DepthPrior):
         depth_dir = self.folder / "depth"
         if not depth_dir.is_dir():
             raise InputError(f"{depth_dir}: --prior simulated: needs a ground-truth folder with depth/*.npy")
-        self.files = sorted(depth_dir.glob("*.npy"), key=_natural_key)
+        self.files = sorted(depth_dir.glob("*.npy"), key=lambda p: natural_sort_key(p.name))
         if not self.files:
             raise InputError(f"{depth_dir}: no ground-truth depth files (*.npy)")
         if strength not in STRENGTHS:
@@ -208,17 +206,13 @@ class SimulatedPrior(DepthPrior):
 def _factory(arg: str | None) -> SimulatedPrior:
     if not arg:
         raise InputError("--prior simulated: needs a ground-truth folder, e.g. --prior simulated:path/to/gt")
-    folder, _, query = arg.partition("?")
+    folder, opts = parse_spec_options(arg, {"seed": "integer seed", "strength": "simulator strength"}, "simulated")
     kwargs: dict = {}
-    for item in filter(None, query.split("&")):
-        key, _, value = item.partition("=")
-        if key == "seed":
-            try:
-                kwargs["seed"] = int(value)
-            except ValueError as exc:
-                raise InputError(f"--prior simulated:{arg}: seed must be an integer") from exc
-        elif key == "strength":
-            kwargs["strength"] = value
-        else:
-            raise InputError(f"--prior simulated:{arg}: unknown option '{key}' (seed, strength)")
+    if "seed" in opts:
+        try:
+            kwargs["seed"] = int(opts["seed"])
+        except ValueError as exc:
+            raise InputError(f"--prior simulated:{arg}: seed must be an integer") from exc
+    if "strength" in opts:
+        kwargs["strength"] = opts["strength"]
     return SimulatedPrior(folder, **kwargs)

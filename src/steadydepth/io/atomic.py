@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, paths, tuples and sets into plain JSON values (recursively).
-
-    Non-finite floats become ``None`` (JSON has no NaN).
+    """Convert to plain JSON values (recursively): objects with a ``to_dict`` method and
+    dataclasses become dicts, mappings dicts with string keys, numpy scalars/arrays numbers/lists,
+    tuples and sets lists, paths strings, bytes text; non-finite floats become ``None`` (JSON has
+    no NaN). Anything else is returned unchanged (``json.dumps`` then says what it cannot write).
     """
-    if isinstance(obj, dict):
+    if hasattr(obj, "to_dict") and callable(obj.to_dict) and not isinstance(obj, type):
+        return to_jsonable(obj.to_dict())
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(asdict(obj))
+    if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in obj]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from urllib.parse import parse_qsl
 
 import numpy as np
 
@@ -22,16 +21,12 @@ __all__ = [
     "model_outputs",
     "resolve_device",
     "resize_maps",
-    "parse_spec_options",
-    "option_bool",
     "hub_offline",
     "looks_like_hub_id",
 ]
 
 log = logging.getLogger(__name__)
 
-_TRUE = {"1", "true", "yes", "on", ""}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def resolve_device(device: str | None, extra: str = "hf", purpose: str = "a learned depth prior") -> str:
@@ -78,38 +73,6 @@ def resize_maps(maps, height: int, width: int) -> np.ndarray:
     if tuple(t.shape[-2:]) != (height, width):
         t = torch.nn.functional.interpolate(t[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
     return t.cpu().numpy().astype(np.float32, copy=False)
-
-
-def parse_spec_options(arg: str, allowed: dict[str, str], spec_name: str) -> tuple[str, dict[str, str]]:
-    """Split ``"target?key=value&flag"`` into ``("target", {"key": "value", "flag": ""})``.
-
-    ``allowed`` maps option names to a one-line description (used in the error message
-    when an unknown option is given).
-    """
-    target, _, query = arg.partition("?")
-    opts: dict[str, str] = {}
-    if query:
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            key = key.strip().lower().replace("-", "_")
-            if key not in allowed:
-                known = "; ".join(f"{k}: {v}" for k, v in allowed.items())
-                raise InputError(f"--prior {spec_name}:{arg}: unknown option '{key}' (known options: {known})")
-            opts[key] = value.strip()
-    return target, opts
-
-
-def option_bool(value: str | bool | None, name: str, default: bool) -> bool:
-    """Read a boolean option given as ``1/0/true/false/yes/no/on/off`` (empty = true)."""
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    v = str(value).strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise InputError(f"option '{name}' must be a boolean (1/0, true/false), got '{value}'")
 
 
 def hub_offline() -> bool:

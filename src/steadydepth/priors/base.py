@@ -5,8 +5,9 @@ one :class:`~steadydepth.types.PriorOutput` per frame, in the same order. Per-fr
 models map one to one; windowed models (DepthCrafter) and multi-view stereo keep the
 few frames they need in a bounded buffer. This keeps memory flat in clip length.
 
-A spec is ``name`` or ``name:argument`` (``files:DIR``, ``hf:MODEL``, ``onnx:FILE``);
-``a+b`` combines priors (the first gives shape, the later ones geometry/scale).
+The ``--prior`` grammar (``name:argument?options``, ``a+b``, ``refine:SPEC``) is parsed in
+:mod:`steadydepth.priors.spec`; a module registers its factory with :func:`register_prior`
+and that is all it takes (every public module of this package is imported on first use).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 from ..types import Cameras, Frame, PriorOutput
+from .spec import parse_prior_spec
 
 __all__ = ["DepthPrior", "PriorContext", "register_prior", "create_prior", "available_priors"]
 
@@ -78,26 +80,25 @@ def available_priors() -> list[str]:
 
 
 def _load_builtin() -> None:
-    # Importing the modules registers them; optional dependencies are imported lazily inside them.
-    from . import files, passthrough  # noqa: F401
-    from ..eval import simulate  # noqa: F401  (the "simulated" measurement prior)
+    """Import every public module of this package: importing one runs its ``@register_prior``.
 
-    for mod in ("mvs", "hf", "onnx", "depthcrafter", "combined", "refined"):
-        try:
-            __import__(f"{__package__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{mod}":
-                raise
+    Optional dependencies are imported lazily inside the modules, so this never needs them.
+    """
+    import importlib
+    import pkgutil
+
+    from .. import priors as _pkg
+
+    for info in pkgutil.iter_modules(_pkg.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{_pkg.__name__}.{info.name}")
 
 
 def create_prior(spec: str) -> DepthPrior:
     """Build a prior from a spec string such as ``"mvs"``, ``"files:/path"``, ``"hf:model+mvs"``."""
     _load_builtin()
-    spec = spec.strip()
-    if "+" in spec and "combined" in _REGISTRY:
-        return _REGISTRY["combined"](spec)
-    name, _, arg = spec.partition(":")
-    factory = _REGISTRY.get(name)
+    parsed = parse_prior_spec(spec)
+    factory = _REGISTRY.get(parsed.name)
     if factory is None:
-        raise InputError(f"unknown prior '{spec}': choose one of {', '.join(available_priors())}")
-    return factory(arg or None)
+        raise InputError(f"unknown prior '{parsed.text}': choose one of {', '.join(available_priors())}")
+    return factory(parsed.arg)

@@ -1,6 +1,6 @@
 """``a+b``: a learned prior for shape fused with geometric priors for scale, then clip-aligned.
 
-``--prior hf:MODEL+mvs`` (or ``simulated:GTDIR+mvs`` for benchmarks): the first part gives
+``--prior hf:MODEL+mvs`` (or ``simulated:GTDIR+mvs`` in benchmarks, once they import :mod:`steadydepth.eval.simulate`): the first part gives
 the shape (usually affine-invariant disparity from a per-frame model), the later parts give
 geometry (z-depth with a confidence, e.g. multi-view stereo). Processing:
 
@@ -37,12 +37,9 @@ from ..errors import InputError, ReconstructionError
 from ..geometry import resize_keep_invalid
 from ..types import Frame, PriorOutput
 from .base import DepthPrior, PriorContext, create_prior, register_prior
+from .spec import parse_prior_spec
 from .tee import SpillingTee
 
-# register the benchmark-only simulator so "simulated:GT+mvs" works (it lives in eval/)
-from ..eval import simulate as _simulate  # noqa: F401
-# the "refine:SPEC" stage (registers "refine"; it imports this module lazily)
-from .refined import RefinedPrior
 
 __all__ = ["CombinedPrior"]
 
@@ -151,13 +148,7 @@ class CombinedPrior(DepthPrior):
 
 @register_prior("combined")
 def _factory(arg: str | None) -> DepthPrior:
-    spec = (arg or "").strip()
-    if spec.startswith("refine:"):
-        # create_prior hands every spec containing '+' to this factory: "refine:a+b" is the
-        # refinement stage wrapped around the combined "a+b" (see priors/refined.py)
-        inner = spec[len("refine:"):].strip()
-        return RefinedPrior(create_prior(inner), inner)
-    names = [s.strip() for s in spec.split("+")]
-    if len(names) < 2 or not all(names):
-        raise InputError(f"--prior '{spec}': a combined prior is 'shape+geometry', e.g. hf:MODEL+mvs")
-    return CombinedPrior([create_prior(s) for s in names], spec)
+    parsed = parse_prior_spec(arg or "")
+    if not parsed.parts:
+        raise InputError(f"--prior '{parsed.text}': a combined prior is 'shape+geometry', e.g. hf:MODEL+mvs")
+    return CombinedPrior([create_prior(s) for s in parsed.parts], parsed.text)

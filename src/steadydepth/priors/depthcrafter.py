@@ -52,7 +52,8 @@ import numpy as np
 
 from ..errors import InputError, ModelError, require
 from ..types import Frame, PriorOutput
-from ._torch_utils import hub_offline, looks_like_hub_id, option_bool, parse_spec_options, resize_maps, resolve_device
+from ._torch_utils import hub_offline, looks_like_hub_id, resize_maps, resolve_device
+from .spec import option_bool, parse_spec_options
 from .base import DepthPrior, PriorContext, register_prior
 
 __all__ = [

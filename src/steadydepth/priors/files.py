@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io.frames import natural_sort_key
 from ..types import Frame, PriorOutput
+from .spec import option_bool, parse_spec_options
 from .base import DepthPrior, PriorContext, register_prior
 
 __all__ = ["FilesPrior", "DEPTH_SUFFIXES"]
@@ -73,7 +74,5 @@ class FilesPrior(DepthPrior):
 def _factory(arg: str | None) -> FilesPrior:
     if not arg:
         raise InputError("--prior files: needs a folder, e.g. --prior files:path/to/depth")
-    folder, _, flag = arg.partition("?")
-    if flag not in ("", "disparity"):
-        raise InputError(f"--prior files:{arg}: unknown option '?{flag}' (only '?disparity')")
-    return FilesPrior(folder, disparity=flag == "disparity")
+    folder, opts = parse_spec_options(arg, {"disparity": "the files hold disparity, not depth"}, "files")
+    return FilesPrior(folder, disparity=option_bool(opts.get("disparity"), "disparity", False))

@@ -36,9 +36,10 @@ import numpy as np
 from ..errors import InputError, ModelError, require
 from ..types import Frame, PriorOutput
 from ._torch_utils import (
-    hub_offline, image_batches, looks_like_hub_id, model_outputs, option_bool, parse_spec_options, resize_maps,
+    hub_offline, image_batches, looks_like_hub_id, model_outputs, resize_maps,
     resolve_device,
 )
+from .spec import option_bool, parse_spec_options
 from .base import DepthPrior, PriorContext, register_prior
 
 __all__ = ["HFDepthPrior", "DEFAULT_HF_MODEL", "is_metric_config"]

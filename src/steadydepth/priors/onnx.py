@@ -32,7 +32,8 @@ import numpy as np
 
 from ..errors import InputError, ModelError, require
 from ..types import Frame, PriorOutput
-from ._torch_utils import image_batches, model_outputs, option_bool, parse_spec_options
+from ._torch_utils import image_batches, model_outputs
+from .spec import option_bool, parse_spec_options
 from .base import DepthPrior, PriorContext, register_prior
 
 __all__ = ["ONNXDepthPrior", "IMAGENET_MEAN", "IMAGENET_STD"]
