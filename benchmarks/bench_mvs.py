@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 
 from steadydepth.priors.base import PriorContext
-from steadydepth.priors.mvs import MVS_PRESETS, MVSPrior
+from steadydepth.priors.mvs import MVSPrior
+from steadydepth.priors.mvs_settings import MVS_PRESETS
 from steadydepth.types import Cameras, Frame, Intrinsics
 
 __all__ = ["align_disparity", "depth_metrics", "temporal_alignment_error", "load_open3d_rgbd", "run_sequence", "main"]

@@ -15,7 +15,10 @@ from steadydepth.consistency.completion import complete_depth, snap_depth_edges,
 from steadydepth.consistency.geometric import geometric_consistency, reproject_check
 from steadydepth.errors import InputError, ReconstructionError
 from steadydepth.priors.base import PriorContext, create_prior
-from steadydepth.priors.mvs import MVS_PRESETS, MVSPrior, edge_test, select_sources
+from steadydepth.priors.mvs import MVSPrior
+from steadydepth.priors.mvs_edges import edge_test
+from steadydepth.priors.mvs_settings import MVS_PRESETS
+from steadydepth.priors.mvs_sweep import select_sources
 from steadydepth.types import Cameras, Frame, Intrinsics
 
 synthetic = pytest.importorskip("steadydepth.synthetic")

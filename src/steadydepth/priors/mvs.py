@@ -40,15 +40,9 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    ``min_agree`` views are dropped (occlusions, mismatches, moving objects).
 6. **Completion** (:mod:`steadydepth.consistency.completion`): dropped and unmatched pixels are
    filled by an edge-aware least-squares solve in inverse depth (confidence 0.2; link weights
-   never below ``fill_edge_floor``, so the texture edges inside an unmatched textured patch,
-   e.g. a strip that only this frame sees, do not cut it off from its matched surroundings and
-   leave it to the weak pull towards the far end: 1e-3 -> 1e-2 measured with GT cameras, 40
-   frames: handheld walk delta1 0.9889 -> 0.9900 and TAE 0.82 -> 0.81, blank wall 0.9056 ->
-   0.9119 and TAE 1.07 -> 0.98, orbit and open3d unchanged; the guide colours are first
-   median filtered over ``fill_guide_median`` (odd) pixels, which removes thin texture lines such as
-   mortar: walk 0.0148 / 0.9900 / 0.81 -> 0.0143 / 0.9915 / 0.78, orbit 0.9915 -> 0.9917,
-   mover 0.9915 -> 0.9917, blank wall 0.9119 -> 0.9128, open3d 0.0939 / 0.9299 -> 0.0941 /
-   0.9295); depth edges
+   never below ``fill_edge_floor``, so the texture edges inside an unmatched textured patch do not cut it off from
+   its matched surroundings; the guide colours are first median filtered over
+   ``fill_guide_median`` (odd) pixels, which removes thin texture lines); depth edges
    are then snapped onto colour edges by a colour-weighted median in inverse depth over
    ``(2 snap_radius + 1)^2`` windows, only where the window spans more than ``snap_ratio`` in
    disparity (:func:`~steadydepth.consistency.completion.snap_depth_edges`; removes part of the NCC
@@ -59,14 +53,11 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    and fails delta1). Pixels the snapping moves get the fill confidence. Optionally
    (``occlusion_radius > 0``, off by default) holes larger than ``occlusion_min_area`` (a
    fraction of the work-resolution pixels) are filled from their far boundary (occluded
-   background, links to nearer boundary pixels weighted by ``occlusion_weight``); measured on 30-frame clips: blank
-   wall AbsRel 0.097 -> 0.083 (``occlusion_weight`` 0.1) / 0.072 (0.01), but textured orbit
-   0.0139 -> 0.0138 (delta1 0.9882 -> 0.9871) / 0.0227, and TAE worse on both, so it stays off.
+   background, links to nearer boundary pixels weighted by ``occlusion_weight``)).
 7. **Temporal blend**: filled pixels (confidence at most ``fill_confidence``) are averaged with
    the previous frame's final depth reprojected through the current depth, where the two
    agree within 1.5 px and 15 % (``temporal_blend`` = weight of the previous frame); matched
-   pixels are never changed. Measured with ground-truth cameras (40 frames, 480x270): TAE
-   0.69 -> 0.60 (static orbit), 1.34 -> 0.97 (blank far wall), accuracy unchanged.
+   pixels are never changed.
 8. **Edge test** (:func:`edge_test`, at the processing resolution, after upsampling): pixels
    on the near side of a depth edge (disparity span above ``edge_test_ratio`` within
    ``edge_test_radius`` *work* pixels) compare the photometric cost of their depth with that
@@ -74,11 +65,7 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    windows against frames ``r-2 .. r+2``, and take the far depth when it is clearly cheaper
    (``edge_test_margin``); ``edge_test_iterations`` passes. It removes much of the
    foreground fattening that the 7x7 NCC windows leave and the geometric check cannot see
-   (fattened neighbours agree with each other). Measured with GT cameras (balanced, 40 frames
-   480x270), AbsRel / delta1 / TAE: orbit 0.0142 / 0.9891 / 0.60 -> 0.0128 / 0.9910 / 0.63,
-   with a mover 0.0142 / 0.9888 -> 0.0129 / 0.9909, blank wall 0.0972 / 0.9053 -> 0.0972 /
-   0.9052, open3d_rgbd 0.0939 / 0.9300 / 0.457 -> 0.0939 / 0.9302 / 0.460; about +0.03 s per
-   frame. Moved pixels get the fill confidence.
+   (fattened neighbours agree with each other). Moved pixels get the fill confidence.
 
 Streaming: frames are consumed ``N + M`` ahead of the output; the prior holds at most
 ``2 N + 1`` frames (``max_buffered`` records the high-water mark) and ``2 M + 1`` raw depths,
@@ -98,454 +85,35 @@ Presets (``context.preset``): ``fast`` (work long side 192, 32 planes, 3 views),
 of :class:`MVSSettings`. Short clips (``context.num_frames`` at most ``short_clip_frames``,
 12) are matched at a work long side of at least ``short_clip_long_side`` (640, capped at the
 processing resolution): a few frames give little baseline, so the disparities in pixels must
-come from resolution; the clip is short, so the per-frame cost (about 2.3 s at 640x480 on
-one core) stays small in total. Measured on open3d_rgbd (5 frames 640x480, GT cameras):
-AbsRel 0.122 -> 0.098, delta1 0.884 -> 0.924.
+come from resolution; the clip is short, so the higher per-frame cost stays
+small in total.
 
-Measured (balanced, GT cameras, 2 shared cores, ``OMP_NUM_THREADS=1``, ``evaluate_depth``
-with ``align="sequence"``), AbsRel / delta1 / TAE, before -> after edge snapping (radius 3,
-two passes), edge-aware upsampling and the short-clip resolution: synthetic orbit (60 frames,
-480x270) 0.0159 / 0.9876 / 0.63 -> 0.0142 / 0.9901 / 0.58 at about 0.25 s/frame; with a
-moving object (static pixels) 0.0162 / 0.9872 -> 0.0145 / 0.9897; blank far wall 0.091 /
-0.921 -> 0.090 / 0.923 (the wall is never matched; see ``occlusion_radius``); open3d_rgbd
-0.122 / 0.884 / 0.79 -> 0.098 / 0.924 / 0.55. Most of the remaining error is the sliding door's
-metal frame (about 6 % of the pixels, 1.37 m in front of a 2.5 m background): it is a saturated,
-uniform vertical bar and the camera moves only vertically (2.4 cm per frame), so its epipolar
-lines run along it and no view constrains its depth; the fill takes the background's depth. A diagnostic oracle
-(ground truth everywhere, the background's depth on the frame) scores 0.092 / 0.931 under the
-same protocol, so this sequence's error is bounded below by that frame for stereo.
-
-Later measured on the same data (GT cameras, balanced, search radius 4): ``texture_floor``
-0.01 -> 0.005 matches the faintly textured plaster walls (matched pixels 39 % -> 50 %) and gives
-0.098 / 0.924 / 0.56 -> 0.094 / 0.930 / 0.46; ``snap_iterations`` 2 -> 3 adds a little on the
-synthetic orbit. ``agg_eps`` 1e-4 helped the orbit's delta1 by about 0.0005 but raised
-open3d's TAE to 0.66, so it stays 1e-3. An edge-aware second-order (planar) fill energy was
-tried and made the orbit and blank-wall clips worse (it extrapolates noisy boundaries).
-With the edge test (step 8), ``snap_radius`` 3 -> 4 with ``snap_ratio`` 1.1 -> 1.2 (fewer
-windows count as edges, so the larger radius costs little): orbit 0.0128 / 0.9910 -> 0.0127 /
-0.9915, mover 0.0129 / 0.9909 -> 0.0127 / 0.9914, blank wall 0.0972 / 0.9052 -> 0.0970 / 0.9056,
-open3d 0.0939 / 0.9302 -> 0.0939 / 0.9299 (ratio 1.1 gives about +0.0003 more delta1 at +0.04 s
-per frame; 1.3 loses open3d delta1 0.9291).
+The measurements behind these defaults (and the alternatives tried) are in
+``benchmarks/NOTES.md``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 
 import cv2
 import numpy as np
 
-from ..consistency.completion import complete_depth, guided_filter, snap_depth_edges, upsample_depth
+from ..consistency.completion import complete_depth, snap_depth_edges, upsample_depth
 from ..consistency.geometric import geometric_consistency
 from ..errors import InputError, ReconstructionError
-from ..geometry import interpolate_poses, project_points, relative_pose, scale_K
+from ..geometry import interpolate_poses, project_points
 from ..types import Cameras, Frame, Intrinsics, PriorOutput
 from .base import DepthPrior, PriorContext, register_prior
+from .mvs_edges import edge_test
+from .mvs_settings import MVS_PRESETS, NO_PARALLAX_RATIO, MVSSettings
+from .mvs_sweep import plane_sweep, select_sources
 
-__all__ = ["MVSSettings", "MVS_PRESETS", "MVSPrior", "plane_sweep", "select_sources", "edge_test"]
+__all__ = ["MVSPrior"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MVSSettings:
-    """Parameters of :class:`MVSPrior` (see the module docstring for their role)."""
-
-    work_long_side: int = 240
-    num_planes: int = 48
-    num_views: int = 4
-    best_k: int = 2
-    search_radius: int = 8
-    ncc_radius: int = 3
-    ncc_radius_coarse: int = 2
-    coarse_to_fine: bool = True
-    shiftable_windows: bool = True
-    alt_radius: int = 2
-    refine_hypotheses: int = 7
-    agg_radius: int = 3
-    agg_eps: float = 1e-3
-    consistency_radius: int = 2
-    min_agree: int = 2
-    pix_tol: float = 1.0
-    rel_tol: float = 0.02
-    min_baseline_ratio: float = 0.01
-    target_baseline_ratio: float = 0.08
-    max_view_angle_deg: float = 40.0
-    raw_min_confidence: float = 0.1
-    fill_confidence: float = 0.2
-    fill_edge_floor: float = 1e-2
-    fill_guide_median: int = 3
-    texture_floor: float = 0.005
-    temporal_blend: float = 0.5
-    snap_radius: int = 4
-    snap_ratio: float = 1.2
-    snap_sigma: float = 0.05
-    snap_iterations: int = 3
-    occlusion_radius: int = 0
-    occlusion_weight: float = 1.0
-    occlusion_min_area: float = 0.0
-    edge_test_radius: float = 2.5
-    edge_test_window: int = 2
-    edge_test_margin: float = 0.005
-    edge_test_ratio: float = 1.2
-    edge_test_iterations: int = 2
-    short_clip_frames: int = 12
-    short_clip_long_side: int = 640
-
-
-MVS_PRESETS: dict[str, MVSSettings] = {
-    "fast": MVSSettings(work_long_side=192, num_planes=32, num_views=3, search_radius=6),
-    "balanced": MVSSettings(),
-    "best": MVSSettings(work_long_side=320, num_planes=64, num_views=4, search_radius=10),
-}
-
-#: below this baseline / depth ratio the camera is taken as not translating at all
-NO_PARALLAX_RATIO = 1e-4
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-def select_sources(
-    ref: int,
-    poses: dict[int, np.ndarray],
-    scene_depth: float | None,
-    settings: MVSSettings,
-) -> list[int]:
-    """Pick source views for frame ``ref`` among ``poses`` (index -> c2w), see step 1 of the module doc.
-
-    ``scene_depth`` is a typical depth of the reference view; with ``None`` the views with
-    the widest baselines are chosen (bootstrap). Returns at most ``num_views`` indices
-    (possibly empty when no candidate moved at all).
-    """
-    pr = poses[ref]
-    c_ref, z_ref = pr[:3, 3], pr[:3, 2]
-    cands: list[tuple[float, int, float]] = []
-    cos_max = math.cos(math.radians(settings.max_view_angle_deg))
-    for j, pj in poses.items():
-        if j == ref:
-            continue
-        base = float(np.linalg.norm(pj[:3, 3] - c_ref))
-        if float(np.dot(pj[:3, 2], z_ref)) < cos_max:
-            continue
-        if scene_depth is None:
-            if base <= 0:
-                continue
-            score = -base
-        else:
-            ratio = base / max(scene_depth, 1e-12)
-            if ratio < NO_PARALLAX_RATIO:
-                continue
-            score = abs(math.log(ratio / settings.target_baseline_ratio))
-            if ratio < settings.min_baseline_ratio:
-                score += 10.0  # only if nothing better is available
-        cands.append((score, j, base))
-    cands.sort()
-    past = [c for c in cands if c[1] < ref]
-    future = [c for c in cands if c[1] > ref]
-    chosen: list[int] = []
-    while len(chosen) < settings.num_views and (past or future):
-        for side in (past, future) if (len(chosen) % 2 == 0) else (future, past):
-            if side:
-                chosen.append(side.pop(0)[1])
-                break
-    return chosen
-
-
-# --------------------------------------------------------------------------- matching
-
-
-def _box(x: np.ndarray, r: int) -> np.ndarray:
-    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
-
-
-def _view_costs(
-    ref: np.ndarray,
-    ref_mean: np.ndarray,
-    ref_std: np.ndarray,
-    src: np.ndarray,
-    Ap: np.ndarray,
-    b: np.ndarray,
-    rho: np.ndarray,
-    ncc_radius: int,
-    texture_floor: float,
-) -> np.ndarray:
-    """``1 - NCC`` of one source view for every hypothesis: ``(H, W, P)`` float32 (1 where unseen)."""
-    h, w = ref.shape
-    P = rho.shape[0]
-    rho_f = rho.reshape(P, -1).astype(np.float32)  # (P, 1) for planes, (P, H*W) per pixel
-    qz = Ap[2][None] + rho_f * np.float32(b[2])
-    front = qz > 1e-6
-    inv = 1.0 / np.where(front, qz, np.float32(1.0))
-    mx = (Ap[0][None] + rho_f * np.float32(b[0])) * inv
-    my = (Ap[1][None] + rho_f * np.float32(b[1])) * inv
-    mx[~front] = -10.0
-    seen = front & (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
-    planes = np.empty((P, h, w), np.float32)
-    for k in range(P):
-        planes[k] = cv2.remap(src, mx[k].reshape(h, w), my[k].reshape(h, w), cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-    warped = np.ascontiguousarray(planes.transpose(1, 2, 0))
-    del planes
-    mu = _box(warped, ncc_radius)
-    cross = _box(warped * ref[:, :, None], ncc_radius)
-    np.multiply(warped, warped, out=warped)
-    den = _box(warped, ncc_radius)
-    del warped
-    den -= mu * mu  # variance of the warped patch
-    np.maximum(den, np.float32(texture_floor**2), out=den)
-    np.sqrt(den, out=den)
-    den *= ref_std[:, :, None]
-    mu *= ref_mean[:, :, None]
-    cross -= mu  # covariance
-    del mu
-    cross /= den
-    np.clip(cross, -1.0, 1.0, out=cross)
-    cost = np.subtract(np.float32(1.0), cross, out=cross)
-    cost[~seen.reshape(P, h, w).transpose(1, 2, 0)] = 1.0
-    return cost
-
-
-def _aggregated_costs(
-    ref: np.ndarray,
-    sources: list[np.ndarray],
-    K: np.ndarray,
-    pose_ref: np.ndarray,
-    source_poses: list[np.ndarray],
-    rho: np.ndarray,
-    settings: MVSSettings,
-    ncc_radius: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Filtered best-k cost volume ``(H, W, P)`` and the texture mask ``(H, W)`` of ``ref``.
-
-    ``rho`` is ``(P, 1)`` (one inverse depth per plane) or ``(P, H*W)`` (per-pixel hypotheses).
-    """
-    h, w = ref.shape
-    r = ncc_radius
-    ref_mean = _box(ref, r)
-    ref_var = _box(ref * ref, r) - ref_mean * ref_mean
-    textured = ref_var > settings.texture_floor**2
-    ref_std = np.sqrt(np.maximum(ref_var, settings.texture_floor**2))
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    pix = np.stack([u.ravel(), v.ravel(), np.ones(h * w)])
-    Kinv = np.linalg.inv(K)
-    # running mean of the best_k smallest view costs, kept as k sorted arrays (no V x volume)
-    k = max(1, min(settings.best_k, len(sources)))
-    best: list[np.ndarray] = []
-    for src, ps in zip(sources, source_poses):
-        R, t = relative_pose(pose_ref, ps)
-        Ap = ((K @ R @ Kinv) @ pix).astype(np.float32)
-        b = K @ t
-        c = _view_costs(ref, ref_mean, ref_std, src, Ap, b, rho, r, settings.texture_floor)
-        for slot in range(k):
-            if slot == len(best):
-                best.append(c)
-                break
-            lo = np.minimum(best[slot], c)
-            c = np.maximum(best[slot], c)
-            best[slot] = lo
-    agg = best[0] if len(best) == 1 else sum(best[1:], best[0].copy()) / float(len(best))
-    del best
-    if settings.shiftable_windows:
-        # shiftable windows: each pixel takes the best window that contains it (less foreground fattening)
-        agg = cv2.erode(agg, np.ones((2 * r + 1, 2 * r + 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    if settings.agg_radius > 0:
-        agg = guided_filter(ref, agg, settings.agg_radius, settings.agg_eps)
-    return agg, textured
-
-
-def _winner(agg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Winner index, parabola offset in ``[-0.5, 0.5]``, best cost, second-best distinct cost, inner mask."""
-    h, w, P = agg.shape
-    best = np.argmin(agg, axis=2)
-    ii, jj = np.indices((h, w))
-    c0 = agg[ii, jj, best]
-    cm = agg[ii, jj, np.maximum(best - 1, 0)]
-    cp = agg[ii, jj, np.minimum(best + 1, P - 1)]
-    denom = cm - 2 * c0 + cp
-    inner = (best > 0) & (best < P - 1) & (denom > 1e-9)
-    offset = np.where(inner, 0.5 * (cm - cp) / np.where(inner, denom, 1.0), 0.0)
-    offset = np.clip(offset, -0.5, 0.5)
-    # second-best *distinct* minimum: the lowest other local minimum of the cost curve
-    if P > 3:
-        is_min = np.zeros(agg.shape, bool)
-        is_min[:, :, 1:-1] = (agg[:, :, 1:-1] < agg[:, :, :-2]) & (agg[:, :, 1:-1] <= agg[:, :, 2:])
-        near = np.abs(np.arange(P)[None, None, :] - best[:, :, None]) <= 1
-        second = np.where(is_min & ~near, agg, np.inf).min(axis=2)
-    else:
-        second = np.full((h, w), np.inf, np.float32)
-    return best, offset, c0, second, inner
-
-
-def _half(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape[:2]
-    return cv2.resize(img, (max(8, w // 2), max(8, h // 2)), interpolation=cv2.INTER_AREA)
-
-
-def plane_sweep(
-    ref: np.ndarray,
-    sources: list[np.ndarray],
-    K: np.ndarray,
-    pose_ref: np.ndarray,
-    source_poses: list[np.ndarray],
-    rho_planes: np.ndarray,
-    settings: MVSSettings,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Coarse-to-fine plane-sweep stereo of grayscale ``ref`` (float32 ``[0, 1]``) against ``sources``.
-
-    ``rho_planes`` are inverse depths (ascending, uniform) of fronto-parallel planes in the
-    reference camera, swept at half the image resolution when ``settings.coarse_to_fine``
-    (else at full resolution); the winner is then refined at full resolution with
-    ``refine_hypotheses`` per-pixel inverse depths spaced half a plane apart around the
-    upsampled coarse winner, with a final parabola fit. ``K`` are the intrinsics of these
-    images (OpenCV pixel centres); poses camera-to-world. Returns ``(depth, confidence)``
-    float32 ``(H, W)``, depth 0 where nothing could be matched.
-    """
-    h, w = ref.shape
-    rho = np.asarray(rho_planes, np.float64).reshape(-1, 1)
-    P = rho.shape[0]
-    step = float(rho[1, 0] - rho[0, 0]) if P > 1 else 0.0
-    if settings.coarse_to_fine:
-        ref_c = _half(ref)
-        hc, wc = ref_c.shape
-        Kc = scale_K(K, (w, h), (wc, hc))
-        agg, textured_c = _aggregated_costs(ref_c, [_half(x) for x in sources], Kc, pose_ref, source_poses,
-                                            rho, settings, settings.ncc_radius_coarse)
-    else:
-        agg, textured_c = _aggregated_costs(ref, sources, K, pose_ref, source_poses, rho, settings,
-                                            settings.ncc_radius)
-    best, offset, c0, second, inner = _winner(agg)
-    rho_c = rho[best, 0] + offset * step
-    uniq = np.clip((second - c0) / 0.1, 0.0, 1.0)
-    conf_c = np.where(inner & textured_c, uniq, 0.0).astype(np.float32)
-    del agg
-
-    if settings.coarse_to_fine and settings.refine_hypotheses > 1:
-        rho0 = cv2.resize(rho_c.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        conf_up = cv2.resize(conf_c, (w, h), interpolation=cv2.INTER_LINEAR)
-        fine_step = 0.5 * step
-        # hypothesis groups: the upsampled coarse winner, and the nearest / farthest coarse
-        # winner of the 3x3 coarse neighbourhood (so pixels next to a depth edge can take the
-        # other side's depth instead of inheriting the coarse window's foreground fattening)
-        kern = np.ones((2 * settings.alt_radius + 1, 2 * settings.alt_radius + 1), np.uint8)
-        rc = rho_c.astype(np.float32)
-        groups = [(rho0, settings.refine_hypotheses)]
-        for alt in (cv2.erode(rc, kern), cv2.dilate(rc, kern)):
-            groups.append((cv2.resize(alt, (w, h), interpolation=cv2.INTER_NEAREST), 3))
-        hyps, offs_all = [], []
-        for base, n in groups:
-            offs = (np.arange(n, dtype=np.float64) - (n - 1) / 2.0) * fine_step
-            hyps.append(base.reshape(1, -1).astype(np.float64) + offs.reshape(-1, 1))
-            offs_all.append(offs)
-        hyp = np.concatenate(hyps, axis=0)
-        agg_f, textured = _aggregated_costs(ref, sources, K, pose_ref, source_poses, hyp, settings,
-                                            settings.ncc_radius)
-        best_c = np.full((h, w), np.inf, np.float32)
-        rho_best = np.zeros((h, w), np.float64)
-        inner_f = np.zeros((h, w), bool)
-        start = 0
-        for gi, ((base, n), offs) in enumerate(zip(groups, offs_all)):
-            bg, og, cg, _, ig = _winner(agg_f[:, :, start : start + n])
-            if gi > 0:  # a neighbour's depth: its winner may sit on the group's border
-                ig = np.ones_like(ig)
-            take = cg < best_c
-            best_c = np.where(take, cg, best_c)
-            rho_best = np.where(take, base + offs[bg] + og * fine_step, rho_best)
-            inner_f = np.where(take, ig, inner_f)
-            start += n
-        ncc_best = 1.0 - best_c
-        conf = np.clip((ncc_best - 0.2) / 0.6, 0.0, 1.0) * conf_up
-        conf = np.where(textured & inner_f & (rho_best > 0), conf, 0.0)
-    else:
-        rho_best = rho_c
-        ncc_best = 1.0 - c0
-        conf = np.clip((ncc_best - 0.2) / 0.6, 0.0, 1.0) * conf_c
-        conf = np.where(rho_best > 0, conf, 0.0)
-        if settings.coarse_to_fine:  # coarse only: bring it to full size
-            rho_best = cv2.resize(rho_best.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
-            conf = cv2.resize(conf.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
-    depth = np.where((rho_best > 0) & (conf > 0), 1.0 / np.maximum(rho_best, 1e-12), 0.0)
-    return depth.astype(np.float32), conf.astype(np.float32)
-
-
-def _zmad(diff: np.ndarray, window: int) -> np.ndarray:
-    """Zero-mean absolute difference over ``(2 window + 1)^2`` boxes (robust to an exposure offset)."""
-    return _box(np.abs(diff - _box(diff, window)), window)
-
-
-def edge_test(
-    depth: np.ndarray,
-    ref: np.ndarray,
-    sources: list[np.ndarray],
-    K: np.ndarray,
-    pose_ref: np.ndarray,
-    source_poses: list[np.ndarray],
-    *,
-    radius: int = 5,
-    window: int = 2,
-    margin: float = 0.005,
-    best_k: int = 2,
-    edge_ratio: float = 1.2,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Give pixels beside a depth edge the far side's depth where the images say so.
-
-    Window matching fattens foreground objects: background pixels beside an edge take the
-    foreground's depth, and the geometric check cannot see it (the neighbours are fattened
-    alike). Here every pixel whose ``(2 radius + 1)^2`` neighbourhood spans more than
-    ``edge_ratio`` in disparity is tested with small windows: the photometric cost (zero-mean
-    absolute difference of grayscale ``[0, 1]`` images over ``(2 window + 1)^2`` boxes, mean of
-    the ``best_k`` lowest over the source views, so a view where the background is occluded
-    is outvoted) of its own depth against that of the farthest depth of its neighbourhood; it
-    takes the far depth when that costs ``margin`` less. ``depth`` is z-depth (0 = invalid,
-    never changed), ``K`` the intrinsics of these images (OpenCV pixel centres), poses
-    camera-to-world. Returns ``(depth, moved)``.
-    """
-    depth = np.asarray(depth, np.float32)
-    h, w = depth.shape
-    valid = depth > 0
-    disp = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32)
-    kern = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    near = cv2.dilate(disp, kern, borderType=cv2.BORDER_REPLICATE)
-    far = cv2.erode(np.where(valid, disp, np.float32(np.inf)), kern, borderType=cv2.BORDER_REPLICATE)
-    band = valid & np.isfinite(far) & (near > far * np.float32(edge_ratio)) & (disp > far * np.float32(edge_ratio))
-    moved = np.zeros((h, w), bool)
-    if not band.any() or not sources:
-        return depth, moved
-    # costs are needed on the band; the zero-mean box filters read 2 * window pixels around it
-    support = cv2.dilate(band.astype(np.uint8), np.ones((4 * window + 1, 4 * window + 1), np.uint8)) > 0
-    ys, xs = np.nonzero(support)
-    rays = np.linalg.inv(K) @ np.stack([xs, ys, np.ones(xs.size)]).astype(np.float64)
-    k = max(1, min(best_k, len(sources)))
-    costs = []
-    for hyp in (disp, np.where(band, far, disp)):
-        pts = rays / hyp[ys, xs].astype(np.float64)[None]
-        per_view = []
-        for src, ps in zip(sources, source_poses):
-            R, t = relative_pose(pose_ref, ps)
-            q = K @ (R @ pts + t[:, None])
-            ok = q[2] > 1e-9
-            z = np.where(ok, q[2], 1.0)
-            mx = np.where(ok, q[0] / z, -10.0).astype(np.float32)
-            my = np.where(ok, q[1] / z, -10.0).astype(np.float32)
-            seen = ok & (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
-            warped = cv2.remap(src, mx[None], my[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
-            diff = np.zeros((h, w), np.float32)
-            diff[ys, xs] = ref[ys, xs] - warped
-            unseen = np.zeros((h, w), np.float32)
-            unseen[ys, xs] = ~seen
-            c = _zmad(diff, window)[band]
-            c[_box(unseen, window)[band] > 0] = np.inf  # any unseen pixel in the window: no vote
-            per_view.append(c)
-        pv = np.sort(np.stack(per_view), axis=0)[:k]
-        costs.append(np.where(np.isfinite(pv), pv, 1.0).mean(axis=0))
-    take = costs[1] < costs[0] - margin
-    moved[band] = take
-    out = depth.copy()
-    out[moved] = 1.0 / far[moved]
-    return out, moved
 
 
 # --------------------------------------------------------------------------- the prior
