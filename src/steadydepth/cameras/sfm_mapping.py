@@ -1,0 +1,146 @@
+"""Keyframe mapping with pycolmap: SIFT extraction, sequential matching, incremental mapping,
+and the checks that drop bogus models.
+
+Conventions as in :mod:`steadydepth.cameras.sfm` (the images are ``work_dir/images/NNNNNN.jpg``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..types import Intrinsics
+from .sfm_settings import ProgressFn, SfmPreset, _report
+
+__all__ = []
+
+log = logging.getLogger(__name__)
+
+
+#: a keyframe model with fewer triangulated points is not trusted (pure rotation gives a handful)
+_MIN_POINTS = 100
+
+
+@contextlib.contextmanager
+def _quiet_colmap() -> Iterator[None]:
+    """Silence COLMAP's glog INFO output unless this module logs at DEBUG."""
+    import pycolmap
+
+    old = pycolmap.logging.minloglevel
+    if not log.isEnabledFor(logging.DEBUG):
+        pycolmap.logging.minloglevel = 2
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = old
+
+
+def _image_name(pos: int) -> str:
+    return f"{pos:06d}.jpg"
+
+
+def _map_keyframes(
+    sfm_dir: Path, images_dir: Path, names: list[str], K: Intrinsics | None, focal_guess: float | None,
+    size: tuple[int, int], preset: SfmPreset, progress: ProgressFn | None, timings: dict,
+):
+    import pycolmap
+
+    db = sfm_dir / "database.db"
+    models = sfm_dir / "models"
+    if db.exists():
+        db.unlink()
+    w, h = size
+
+    reader = pycolmap.ImageReaderOptions()
+    if K is not None:
+        reader.camera_model = "PINHOLE"
+        reader.camera_params = f"{K.fx},{K.fy},{K.cx + 0.5},{K.cy + 0.5}"
+    else:
+        reader.camera_model = "SIMPLE_RADIAL"
+        if focal_guess is not None:
+            reader.camera_params = f"{focal_guess},{w / 2.0},{h / 2.0},0"
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.sift.max_num_features = preset.max_features
+    extraction.sift.first_octave = preset.first_octave
+
+    t0 = time.perf_counter()
+    _report(progress, "extraction", 0, len(names))
+    with _quiet_colmap():
+        pycolmap.extract_features(
+            db, images_dir, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
+            reader_options=reader, extraction_options=extraction,
+        )
+    _report(progress, "extraction", len(names), len(names))
+    timings["extraction"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _report(progress, "matching", 0, len(names))
+    pairing = pycolmap.SequentialPairingOptions()
+    pairing.overlap = preset.overlap
+    pairing.quadratic_overlap = True
+    with _quiet_colmap():
+        pycolmap.match_sequential(db, pairing_options=pairing)
+    _report(progress, "matching", len(names), len(names))
+    timings["matching"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.min_model_size = 3
+    opts.extract_colors = True
+    opts.random_seed = 0
+    # video keyframes have small baselines: start the initial-pair search at 4 degrees
+    # (COLMAP halves it twice more when no model comes out) instead of 16.
+    opts.mapper.init_min_tri_angle = 4.0
+    if K is not None:
+        opts.ba_refine_focal_length = False
+        opts.ba_refine_principal_point = False
+        opts.ba_refine_extra_params = False
+        opts.mapper.abs_pose_refine_focal_length = False
+        opts.mapper.abs_pose_refine_extra_params = False
+    count = [0]
+
+    def _next_image() -> None:
+        count[0] += 1
+        _report(progress, "mapping", min(count[0], len(names)), len(names))
+
+    def _run(options):
+        if models.exists():
+            shutil.rmtree(models)
+        models.mkdir(parents=True)
+        count[0] = 0
+        _report(progress, "mapping", 0, len(names))
+        with _quiet_colmap():
+            recs = pycolmap.incremental_mapping(db, images_dir, models, options=options,
+                                                next_image_callback=_next_image)
+        good = {k: r for k, r in recs.items() if _model_ok(r)}
+        if len(good) < len(recs):
+            log.info("SfM: %d of %d models rejected (too few points or bogus camera parameters)",
+                     len(recs) - len(good), len(recs))
+        return good, len(recs)
+
+    good, num = _run(opts)
+    if not good and K is None and num > 0:
+        # SIMPLE_RADIAL can diverge on weak geometry (e.g. forward motion): retry with k fixed at 0
+        log.info("SfM: retrying the mapping with the radial distortion fixed at 0")
+        opts.ba_refine_extra_params = False
+        opts.mapper.abs_pose_refine_extra_params = False
+        good, num = _run(opts)
+    timings["mapping"] = time.perf_counter() - t0
+    if not good:
+        return None, num
+    best = max(good, key=lambda k: (good[k].num_reg_images(), good[k].num_points3D()))
+    if len(good) > 1:
+        log.info("SfM produced %d disconnected models (%s registered images); keeping the largest",
+                 len(good), sorted((r.num_reg_images() for r in good.values()), reverse=True))
+    return good[best], len(good)
+
+
+def _model_ok(rec) -> bool:
+    """A usable keyframe model: enough points and a plausible camera (focal 0.1-10 x size, |k| < 0.5)."""
+    if rec.num_points3D() < _MIN_POINTS or rec.num_reg_images() < 2:
+        return False
+    return not any(c.has_bogus_params(0.1, 10.0, 0.5) for c in rec.cameras.values())
