@@ -18,10 +18,9 @@ from steadydepth.eval.metrics import (
     depth_metrics,
     evaluate_depth,
     fit_scale_shift_disparity,
-    flicker,
     mean_over_sequences,
-    temporal_alignment_error,
 )
+from steadydepth.eval.temporal_metrics import flicker, temporal_alignment_error
 from steadydepth.eval.trajectory import trajectory_error
 from steadydepth.geometry import umeyama
 from steadydepth.eval.report import format_table, metrics_to_json

@@ -48,43 +48,27 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import resize_valid_normalised
-from ..types import Intrinsics
 from ..io.atomic import to_jsonable
+from ..types import Intrinsics
+from .metric_inputs import FrameSource, _disp_to_clipped_depth, _opener, _pairs, _prepare, _to_depth, _to_disparity
+from .temporal_metrics import _FlickerAccumulator, _TAEAccumulator
 
-__all__ = [
-    "DepthMetrics",
-    "Align",
-    "FrameSource",
-    "depth_metrics",
-    "fit_scale_shift_disparity",
-    "evaluate_depth",
-    "temporal_alignment_error",
-    "flicker",
-    "mean_over_sequences",
-]
+__all__ = ["DepthMetrics", "Align", "depth_metrics", "fit_scale_shift_disparity", "evaluate_depth", "mean_over_sequences"]
 
 log = logging.getLogger(__name__)
 
+
 Align = Literal["sequence", "frame", "scale", "none"]
 
-#: Frames of a clip: a sequence of ``(H, W)`` arrays (a list, or a ``(T, H, W)`` array), or a
-#: callable returning a *fresh* iterator each call (needed for streaming, two-pass scoring).
-FrameSource = Union[Callable[[], Iterable[np.ndarray]], Sequence[np.ndarray], np.ndarray]
 
-_DISP_FLOOR = 1e-3  # the reference clips aligned disparity to >= 1e-3 before inverting
 _DELTA1 = 1.25
-_END = object()
-
-
-# --------------------------------------------------------------------------- results
 
 
 @dataclass
@@ -120,106 +104,6 @@ class DepthMetrics:
         return to_jsonable(asdict(self))
 
 
-# --------------------------------------------------------------------------- frame plumbing
-
-
-def _opener(src: FrameSource, name: str, passes: int) -> Callable[[], Iterator[Any]]:
-    """Turn a frame source into a function returning a fresh iterator."""
-    if isinstance(src, np.ndarray):
-        arr = src[None] if src.ndim == 2 else src
-        if arr.ndim != 3 and not (arr.ndim == 4 and arr.shape[-1] == 1):
-            raise InputError(f"{name}: expected frames of shape (T, H, W), got an array of shape {src.shape}")
-        return lambda: iter(arr)
-    if callable(src):
-        def _call() -> Iterator[Any]:
-            it = src()
-            if it is None:
-                raise InputError(f"{name}: the frame factory returned None instead of an iterable")
-            return iter(it)
-        return _call
-    if isinstance(src, Sequence) and not isinstance(src, (str, bytes)):
-        return lambda: iter(src)
-    if isinstance(src, Iterable):
-        if passes > 1:
-            raise InputError(
-                f"{name}: a one-shot iterator cannot be read twice (this alignment needs a fitting pass "
-                "and a scoring pass); pass a list or a callable that returns a fresh iterator"
-            )
-        used = [False]
-
-        def _once() -> Iterator[Any]:
-            if used[0]:
-                raise InputError(f"{name}: the one-shot iterator was already consumed")
-            used[0] = True
-            return iter(src)
-        return _once
-    raise InputError(f"{name}: expected a sequence of (H, W) arrays or a callable returning an iterator, "
-                     f"got {type(src).__name__}")
-
-
-def _pairs(pred: Callable[[], Iterator[Any]], gt: Callable[[], Iterator[Any]]) -> Iterator[tuple[int, Any, Any]]:
-    """Zip two frame streams, raising :class:`InputError` (naming which) on a length mismatch."""
-    it_p, it_g = pred(), gt()
-    k = 0
-    while True:
-        p = next(it_p, _END)
-        g = next(it_g, _END)
-        if p is _END and g is _END:
-            return
-        if p is _END:
-            raise InputError(f"length mismatch: the prediction has {k} frames but the ground truth has more")
-        if g is _END:
-            raise InputError(f"length mismatch: the ground truth has {k} frames but the prediction has more")
-        yield k, p, g
-        k += 1
-
-
-def _as_frame(a: Any, name: str, k: int) -> np.ndarray:
-    arr = np.asarray(a, dtype=np.float64)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2 or arr.size == 0:
-        raise InputError(f"{name} frame {k}: expected an (H, W) array, got shape {np.shape(a)}")
-    return arr
-
-
-def _prepare(p_raw: Any, g_raw: Any, k: int, min_depth: float, max_depth: float
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(pred at gt size, pred valid, gt, gt valid)`` for frame ``k``; invalid pred set to 0."""
-    gt = _as_frame(g_raw, "ground truth", k)
-    p = _as_frame(p_raw, "prediction", k)
-    with np.errstate(invalid="ignore"):
-        pvalid = np.isfinite(p) & (p > 0)
-        gvalid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
-    if p.shape != gt.shape:
-        p, pvalid = resize_valid_normalised(p, pvalid, gt.shape)
-    else:
-        p = np.where(pvalid, p, 0.0)
-    return p, pvalid, gt, gvalid
-
-
-def _to_disparity(p: np.ndarray, pvalid: np.ndarray, pred_is_disparity: bool) -> np.ndarray:
-    if pred_is_disparity:
-        return p
-    out = np.zeros_like(p)
-    np.divide(1.0, p, out=out, where=pvalid)
-    return out
-
-
-def _to_depth(p: np.ndarray, pvalid: np.ndarray, pred_is_disparity: bool) -> np.ndarray:
-    # 1 / x is its own inverse: depth from disparity is the same operation as disparity from depth
-    return _to_disparity(p, pvalid, not pred_is_disparity)
-
-
-def _disp_to_clipped_depth(disp: np.ndarray, pvalid: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
-    d = 1.0 / np.maximum(disp, _DISP_FLOOR)
-    d = np.clip(d, min_depth, max_depth)
-    return np.where(pvalid, d, 0.0)
-
-
-# --------------------------------------------------------------------------- per-frame scores
-
-
 def depth_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
     """AbsRel, delta1 (< 1.25) and RMSE of z-depth ``pred`` against ``gt`` over ``mask``.
 
@@ -247,9 +131,6 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = No
         "rmse": float(np.sqrt(np.mean((p - g) ** 2))),
         "valid_pixels": int(p.size),
     }
-
-
-# --------------------------------------------------------------------------- alignment fits
 
 
 class _NormalEquations:
@@ -328,190 +209,6 @@ class _LogHistogram:
         before = float(cum[b - 1]) if b > 0 else 0.0
         frac = (half - before) / max(float(self.counts[b]), 1.0)
         return float(math.exp(self.LO + (b + frac) * self.WIDTH))
-
-
-# --------------------------------------------------------------------------- temporal measures
-
-
-def _pose_or_none(poses: Any, k: int) -> np.ndarray | None:
-    if k >= len(poses):
-        raise InputError(f"poses: frame {k} has no pose (only {len(poses)} poses were given)")
-    p = poses[k]
-    if p is None:
-        return None
-    p = np.asarray(p, dtype=np.float64)
-    if p.shape != (4, 4) or not np.all(np.isfinite(p)):
-        raise InputError(f"poses: pose {k} must be a finite 4x4 camera-to-world matrix, got shape {p.shape}")
-    return p
-
-
-def _project_abs_rel(d_src: np.ndarray, v_src: np.ndarray, d_dst: np.ndarray, v_dst: np.ndarray,
-                     T_dst_src: np.ndarray, K: np.ndarray) -> float | None:
-    """AbsRel of ``d_src`` moved into the destination camera against ``d_dst`` (None: no overlap)."""
-    h, w = d_dst.shape
-    vs, us = np.nonzero(v_src)
-    z = d_src[vs, us]
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    pts = np.stack([(us - cx) / fx * z, (vs - cy) / fy * z, z], axis=0)
-    q = T_dst_src[:3, :3] @ pts + T_dst_src[:3, 3:4]
-    zq = q[2]
-    front = zq > 1e-12
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u2 = np.rint(fx * q[0] / zq + cx)
-        v2 = np.rint(fy * q[1] / zq + cy)
-    inb = front & (u2 >= 0) & (u2 < w) & (v2 >= 0) & (v2 < h)
-    if not np.any(inb):
-        return None
-    lin = v2[inb].astype(np.int64) * w + u2[inb].astype(np.int64)
-    zz = zq[inb]
-    order = np.lexsort((zz, lin))  # by target pixel, nearest first
-    lin_s, z_s = lin[order], zz[order]
-    first = np.ones(lin_s.size, dtype=bool)
-    first[1:] = lin_s[1:] != lin_s[:-1]
-    proj = np.zeros(h * w, dtype=np.float64)
-    proj[lin_s[first]] = z_s[first]
-    proj = proj.reshape(h, w)
-    both = (proj > 0) & v_dst
-    if not np.any(both):
-        return None
-    t = d_dst[both]
-    return float(np.mean(np.abs(t - proj[both]) / t))
-
-
-class _TAEAccumulator:
-    def __init__(self, intrinsics: Intrinsics, poses: Any) -> None:
-        self.intrinsics = intrinsics
-        self.poses = poses
-        self.prev: tuple[int, np.ndarray, np.ndarray, np.ndarray | None] | None = None
-        self.terms: list[float] = []
-        self.pairs = 0
-        self.frames = 0
-
-    def add(self, k: int, depth: np.ndarray, valid: np.ndarray) -> None:
-        self.frames += 1
-        pose = _pose_or_none(self.poses, k)
-        h, w = depth.shape
-        intr = self.intrinsics
-        if (intr.width, intr.height) != (w, h):
-            intr = intr.scaled(w, h)
-        if self.prev is not None and pose is not None and self.prev[3] is not None:
-            _, d0, m0, p0 = self.prev
-            if d0.shape != depth.shape:
-                raise InputError(f"TAE: frame {k} has shape {depth.shape} but frame {k - 1} has {d0.shape}")
-            T_1_0 = np.linalg.inv(pose) @ p0
-            self.pairs += 1
-            for term in (_project_abs_rel(d0, m0, depth, valid, T_1_0, intr.K),
-                         _project_abs_rel(depth, valid, d0, m0, np.linalg.inv(T_1_0), intr.K)):
-                if term is not None:
-                    self.terms.append(term)
-        self.prev = (k, depth, valid, pose)
-
-    def result(self) -> float | None:
-        if len(self.poses) != self.frames:
-            raise InputError(f"poses: {len(self.poses)} poses for {self.frames} frames")
-        if not self.terms:
-            return None
-        return 100.0 * float(np.mean(self.terms))
-
-
-class _FlickerAccumulator:
-    def __init__(self) -> None:
-        self.prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self.terms: list[float] = []
-
-    def add(self, k: int, pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> None:
-        if self.prev is not None:
-            p0, g0, m0 = self.prev
-            if p0.shape != pred.shape:
-                raise InputError(f"flicker: frame {k} has shape {pred.shape} but frame {k - 1} has {p0.shape}")
-            both = m0 & valid
-            if np.any(both):
-                e = np.abs(np.log(pred[both] / p0[both]) - np.log(gt[both] / g0[both]))
-                self.terms.append(float(np.mean(e)))
-        self.prev = (pred, gt, valid)
-
-    def result(self) -> float | None:
-        return 100.0 * float(np.mean(self.terms)) if self.terms else None
-
-
-def temporal_alignment_error(
-    depths: FrameSource,
-    intrinsics: Intrinsics,
-    poses: Sequence[np.ndarray | None] | np.ndarray,
-    *,
-    masks: FrameSource | None = None,
-) -> float:
-    """TAE (Video Depth Anything) of already aligned z-depth frames, times 100.
-
-    ``depths`` are the aligned predicted depths (0 / NaN = invalid) of consecutive frames;
-    ``intrinsics`` the ground-truth camera (rescaled when the frames have another size);
-    ``poses[k]`` the ground-truth camera-to-world pose of frame ``k`` (``None`` skips the
-    pairs touching it). For each consecutive pair, frame ``k``'s pixels are back-projected,
-    moved by ``inv(T_{k+1}) @ T_k``, projected to the nearest pixel (nearest surface wins),
-    and ``mean |d_{k+1} - d_proj| / d_{k+1}`` is taken over pixels valid in both; likewise
-    from ``k + 1`` into ``k``. The result is the mean over both directions and all pairs,
-    x100. Optional ``masks`` (bool frames) restrict the valid pixels (e.g. static regions).
-    Streams the frames (keeps two). Raises :class:`InputError` for fewer than two frames,
-    a pose count that differs from the frame count, or no overlapping pixel at all.
-    """
-    acc = _TAEAccumulator(intrinsics, poses)
-    d_open = _opener(depths, "depths", 1)
-    m_iter = _opener(masks, "masks", 1)() if masks is not None else None
-    n = 0
-    for k, d in enumerate(d_open()):
-        d = _as_frame(d, "depths", k)
-        with np.errstate(invalid="ignore"):
-            v = np.isfinite(d) & (d > 0)
-        if m_iter is not None:
-            m = next(m_iter, _END)
-            if m is _END:
-                raise InputError(f"length mismatch: masks has {k} frames but depths has more")
-            m = np.asarray(m, dtype=bool)
-            if m.shape != d.shape:
-                raise InputError(f"masks frame {k}: shape {m.shape} differs from the depth {d.shape}")
-            v &= m
-        acc.add(k, np.where(v, d, 0.0), v)
-        n += 1
-    if n < 2:
-        raise InputError(f"TAE needs at least two frames, got {n}")
-    res = acc.result()
-    if res is None:
-        raise InputError("TAE: no pair of frames shares a valid pixel (check the poses and intrinsics)")
-    return res
-
-
-def flicker(pred_depths: FrameSource, gt_depths: FrameSource, *, min_depth: float = 1e-3,
-            max_depth: float = math.inf) -> float:
-    """Pose-free temporal consistency: error of the frame-to-frame depth change, x100.
-
-    For consecutive frames ``k, k+1`` and every pixel valid in both (ground truth in
-    ``(min_depth, max_depth)`` and prediction ``> 0`` in both frames), the predicted change
-    ``ln(p_{k+1} / p_k)`` is compared with the ground-truth change ``ln(g_{k+1} / g_k)`` at the
-    same pixel: ``e = |ln(p_{k+1}/p_k) - ln(g_{k+1}/g_k)|``. The value is
-    ``100 * mean over pairs (mean over pixels e)`` — about the percentage by which the depth
-    of a pixel jumps between frames beyond what the ground truth does. It is 0 for a
-    prediction equal to the ground truth times one constant (so invariant to a global scale,
-    not to a shift), and for a static camera it is pure flicker. A frame whose depth is
-    scaled by ``a`` adds ``|ln a|`` to the two pairs touching it. Camera motion is handled
-    only through the ground-truth change, so depth edges that move across a pixel count too;
-    use :func:`temporal_alignment_error` when poses are known. Streams (keeps two frames);
-    predictions are resized to the ground truth's size as in :func:`evaluate_depth`.
-    """
-    acc = _FlickerAccumulator()
-    n = 0
-    for k, p_raw, g_raw in _pairs(_opener(pred_depths, "prediction", 1), _opener(gt_depths, "ground truth", 1)):
-        p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
-        acc.add(k, p, np.where(gvalid, g, 1.0), pvalid & gvalid)
-        n += 1
-    if n < 2:
-        raise InputError(f"flicker needs at least two frames, got {n}")
-    res = acc.result()
-    if res is None:
-        raise InputError("flicker: no pair of consecutive frames shares a valid pixel")
-    return res
-
-
-# --------------------------------------------------------------------------- the protocol
 
 
 def evaluate_depth(
