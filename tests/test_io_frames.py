@@ -16,14 +16,12 @@ from steadydepth.io.frames import (  # noqa: E402
     ArraySource,
     ImageSequenceSource,
     VideoSource,
-    apply_display_rotation,
-    apply_display_transform,
-    display_transform,
-    natural_sort_key,
     open_source,
     processing_size,
     resize_frame,
 )
+from steadydepth.io.display import apply_display_rotation, apply_display_transform, display_transform  # noqa: E402
+from steadydepth.io.images import natural_sort_key  # noqa: E402
 
 W, H = 64, 48
 

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..io.frames import natural_sort_key
+from ..io.images import natural_sort_key
 from ..priors.base import DepthPrior, PriorContext, register_prior
 from ..priors.spec import parse_spec_options
 from ..types import Frame, PriorOutput

@@ -33,245 +33,22 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ..errors import InputError
 from ..types import Frame
+from .display import _frame_display_matrix, apply_display_transform, display_transform
+from .images import IMAGE_EXTENSIONS, _image_header_size, natural_sort_key, read_image, to_rgb_uint8
 
-__all__ = [
-    "FrameSource",
-    "VideoSource",
-    "ImageSequenceSource",
-    "ArraySource",
-    "open_source",
-    "resize_frame",
-    "processing_size",
-    "read_image",
-    "to_rgb_uint8",
-    "apply_display_rotation",
-    "apply_display_transform",
-    "display_transform",
-    "natural_sort_key",
-    "IMAGE_EXTENSIONS",
-]
+__all__ = ["FrameSource", "VideoSource", "ImageSequenceSource", "ArraySource", "open_source", "resize_frame", "processing_size"]
 
 log = logging.getLogger(__name__)
 
-#: file name suffixes read as images (lower case)
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr", ".webp"})
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
-
-
-# ----------------------------------------------------------------------------- helpers
-def natural_sort_key(name: str) -> list:
-    """Sort key that orders embedded numbers by value: ``frame2 < frame10``.
-
-    Text parts compare case-insensitively; the key alternates text and integers so any
-    two keys compare without type errors.
-    """
-    parts = re.split(r"(\d+)", name)
-    return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)]
-
-
-def _srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """sRGB transfer curve (IEC 61966-2-1) of linear values already clipped to ``[0, 1]``."""
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1.0 / 2.4) - 0.055)
-
-
-def to_rgb_uint8(
-    image: np.ndarray,
-    *,
-    source: str = "image",
-    float_mode: Literal["check", "clip", "linear"] = "clip",
-) -> np.ndarray:
-    """Convert an image (already in RGB channel order) to contiguous ``uint8`` RGB ``(H, W, 3)``.
-
-    ``float_mode`` says how float images are read: ``"clip"`` display values in
-    ``[0, 1]`` clipped; ``"check"`` the same but values outside ``[0, 1]`` (beyond a
-    1e-3 tolerance) raise :class:`InputError`; ``"linear"`` linear light, clipped and
-    sRGB-encoded. ``uint16`` is shifted right by 8. ``source`` names the input in errors.
-    """
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
-        raise InputError(f"{source}: expected an H x W (gray), H x W x 3 (RGB) or H x W x 4 (RGBA) image, got shape {img.shape}")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise InputError(f"{source}: empty image of shape {img.shape}")
-    if img.dtype == np.uint8:
-        out = img
-    elif img.dtype == np.uint16:
-        out = (img >> 8).astype(np.uint8)
-    elif img.dtype == np.bool_:
-        out = img.astype(np.uint8) * 255
-    elif np.issubdtype(img.dtype, np.floating):
-        f = img.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(f)):
-            if float_mode == "check":
-                raise InputError(f"{source}: float image holds NaN or infinite values")
-            f = np.nan_to_num(f, nan=0.0, posinf=1.0, neginf=0.0)
-        if float_mode == "check":
-            lo, hi = float(f.min()), float(f.max())
-            if lo < -1e-3 or hi > 1.0 + 1e-3:
-                raise InputError(
-                    f"{source}: float images must hold values in [0, 1], got [{lo:.4g}, {hi:.4g}] "
-                    "(pass uint8 images, or divide by 255)"
-                )
-        f = np.clip(f, 0.0, 1.0)
-        if float_mode == "linear":
-            f = _srgb_encode(f)
-        out = np.rint(f * 255.0).astype(np.uint8)
-    else:
-        raise InputError(f"{source}: unsupported image type {img.dtype} (use uint8, uint16 or float in [0, 1])")
-    if out.ndim == 2:
-        out = np.repeat(out[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(out)
-
-
-def _read_exr_rgb(path: Path) -> np.ndarray:
-    import OpenEXR
-
-    try:
-        with OpenEXR.File(str(path)) as fh:
-            channels = {name: ch.pixels for name, ch in fh.channels().items()}
-    except Exception as exc:  # OpenEXR raises RuntimeError / ValueError on bad files
-        raise InputError(f"{path}: cannot read as OpenEXR ({exc})") from exc
-    for key in ("RGBA", "RGB"):
-        if key in channels:
-            return np.asarray(channels[key])[:, :, :3]
-    if all(c in channels for c in "RGB"):
-        return np.stack([channels["R"], channels["G"], channels["B"]], axis=2)
-    for key in ("Y", "Z", "L"):
-        if key in channels:
-            return np.asarray(channels[key])
-    if len(channels) == 1:
-        return np.asarray(next(iter(channels.values())))
-    raise InputError(f"{path}: OpenEXR image has no RGB, Y or single channel (channels: {sorted(channels)})")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read one image file as ``uint8`` RGB ``(H, W, 3)`` (conversions: see module docstring).
-
-    Raises :class:`InputError` naming the file when it is missing or cannot be decoded.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such image file")
-    if path.suffix.lower() == ".exr":
-        return to_rgb_uint8(_read_exr_rgb(path), source=str(path), float_mode="linear")
-    # ANYDEPTH keeps 16-bit, ANYCOLOR keeps gray as gray and drops alpha; EXIF orientation is applied.
-    data = np.fromfile(path, dtype=np.uint8)  # works with non-ASCII paths, unlike cv2.imread
-    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
-    if img is None:
-        raise InputError(f"{path}: cannot decode image (unreadable, truncated or unsupported format)")
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    return to_rgb_uint8(img, source=str(path), float_mode="clip")
-
-
-def _image_header_size(path: Path) -> tuple[int, int] | None:
-    """``(width, height)`` as decoded (EXIF orientation applied) from the header only; None if unknown."""
-    try:
-        if path.suffix.lower() == ".exr":
-            import OpenEXR
-
-            with OpenEXR.File(str(path), header_only=True) as fh:
-                lo, hi = fh.header()["dataWindow"]
-            return int(hi[0] - lo[0] + 1), int(hi[1] - lo[1] + 1)
-        from PIL import Image
-
-        with Image.open(path) as im:
-            w, h = im.size
-            orientation = im.getexif().get(0x0112, 1) if path.suffix.lower() in (".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".png") else 1
-        return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-    except Exception:  # header probing is best effort; decoding later checks again
-        return None
-
-
-def apply_display_rotation(image: np.ndarray, rotation: float) -> np.ndarray:
-    """Rotate a decoded video frame for display.
-
-    ``rotation`` is the display-matrix angle as PyAV's ``VideoFrame.rotation`` reports it
-    (degrees the frame must be rotated *counter-clockwise* to display upright, in
-    ``[-180, 180]``); it is rounded to a multiple of 90. ``90`` turns a ``H x W`` frame
-    into ``W x H`` with the top row moving to the left column.
-    """
-    k = int(round(float(rotation) / 90.0)) % 4
-    if k == 0:
-        return image
-    return np.ascontiguousarray(np.rot90(image, k=k))
-
-
-#: display transforms: name -> function of an (H, W, ...) array
-_TRANSFORMS = {
-    "identity": lambda a: a,
-    "clock": lambda a: np.rot90(a, k=-1),  # 90 degrees clockwise
-    "cclock": lambda a: np.rot90(a, k=1),  # 90 degrees counter-clockwise
-    "rot180": lambda a: a[::-1, ::-1],
-    "hflip": lambda a: a[:, ::-1],
-    "vflip": lambda a: a[::-1],
-    "transpose": lambda a: np.swapaxes(a, 0, 1),  # ffmpeg transpose=cclock_flip
-    "antitranspose": lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),  # ffmpeg transpose=clock_flip
-}
-
-
-def display_transform(matrix: Sequence[int] | np.ndarray | None) -> str:
-    """Name of the transform that shows a frame upright, from an FFmpeg display matrix.
-
-    ``matrix`` holds the 9 int32 values of ``AV_FRAME_DATA_DISPLAYMATRIX`` (16.16 fixed
-    point). Follows the ``ffmpeg`` command line's autorotate: the angle is
-    ``-av_display_rotation_get(matrix)`` and flips are read from the matrix signs.
-    Returns a key of the transforms :func:`apply_display_transform` knows; angles that
-    are not multiples of 90 degrees are rounded to the nearest one.
-    """
-    if matrix is None:
-        return "identity"
-    m = np.asarray(matrix, dtype=np.float64).reshape(-1)
-    if m.size != 9:
-        return "identity"
-    a, b, c, d = m[0] / 65536.0, m[1] / 65536.0, m[3] / 65536.0, m[4] / 65536.0
-    s0, s1 = math.hypot(a, c), math.hypot(b, d)
-    if s0 == 0.0 or s1 == 0.0:
-        return "identity"
-    theta = -round(-math.degrees(math.atan2(b / s1, a / s0)))  # ffmpeg get_rotation()
-    theta -= 360.0 * math.floor(theta / 360.0 + 0.9 / 360.0)
-    theta = (round(theta / 90.0) * 90) % 360
-    if theta == 90:
-        return "transpose" if m[3] > 0 else "clock"
-    if theta == 180:
-        if m[0] < 0 and m[4] < 0:
-            return "rot180"
-        return "hflip" if m[0] < 0 else ("vflip" if m[4] < 0 else "identity")
-    if theta == 270:
-        return "antitranspose" if m[3] < 0 else "cclock"
-    return "vflip" if m[4] < 0 else "identity"
-
-
-def apply_display_transform(image: np.ndarray, transform: str) -> np.ndarray:
-    """Apply a transform named by :func:`display_transform` (returns a contiguous array)."""
-    if transform == "identity":
-        return image
-    return np.ascontiguousarray(_TRANSFORMS[transform](image))
-
-
-def _frame_display_matrix(frame: Any) -> np.ndarray | None:
-    try:
-        from av.sidedata.sidedata import Type
-
-        for item in frame.side_data:
-            if item.type == Type.DISPLAYMATRIX:
-                return np.frombuffer(bytes(item), dtype=np.int32)[:9]
-    except Exception:  # pragma: no cover - older PyAV: fall back to frame.rotation
-        return None
-    return None
 
 
 def processing_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -319,7 +96,6 @@ def _check_range(start: int, stop: int | None, stride: int, source: str) -> tupl
     return int(start), (None if stop is None else int(stop)), int(stride)
 
 
-# ----------------------------------------------------------------------------- sources
 class FrameSource(ABC):
     """A lazy, re-iterable sequence of frames (see module docstring).
 

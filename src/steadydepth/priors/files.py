@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
-from ..io.frames import natural_sort_key
+from ..io.images import natural_sort_key
 from ..types import Frame, PriorOutput
 from .spec import option_bool, parse_spec_options
 from .base import DepthPrior, PriorContext, register_prior
