@@ -194,7 +194,7 @@ def test_onnx_errors(tmp_path):
 
 # ----------------------------------------------------------------------------------- depthcrafter
 def test_window_schedule_exact():
-    from steadydepth.priors.depthcrafter import window_schedule
+    from steadydepth.priors.depthcrafter_windows import window_schedule
 
     assert window_schedule(10, 6, 2) == [(0, 6), (4, 10)]
     assert window_schedule(11, 6, 2) == [(0, 6), (4, 10), (8, 11)]
@@ -216,7 +216,7 @@ def test_window_schedule_exact():
 
 
 def test_overlap_weights_and_noise_indices_exact():
-    from steadydepth.priors.depthcrafter import noise_indices, overlap_weights
+    from steadydepth.priors.depthcrafter_windows import noise_indices, overlap_weights
 
     np.testing.assert_array_equal(overlap_weights(4), np.array([0, 1 / 3, 2 / 3, 1], np.float32))
     np.testing.assert_array_equal(overlap_weights(2), [0.0, 1.0])
@@ -265,7 +265,7 @@ def tiny_depthcrafter(tmp_path_factory):
 
 
 def test_depthcrafter_tiny_streaming(tiny_depthcrafter):
-    from steadydepth.priors.depthcrafter import window_schedule
+    from steadydepth.priors.depthcrafter_windows import window_schedule
 
     root = tiny_depthcrafter
     prior = create_prior(f"depthcrafter:{root / 'unet'}?svd={root / 'svd'}&window=6&overlap=2&decode_chunk=4")
@@ -320,7 +320,7 @@ def test_depthcrafter_unet_matches_stock_forward(tiny_depthcrafter):
     """With one embedding for every frame, DepthCrafter's per-frame forward equals the stock SVD forward."""
     import diffusers
 
-    from steadydepth.priors.depthcrafter import _depthcrafter_unet_class
+    from steadydepth.priors.depthcrafter_loading import _depthcrafter_unet_class
 
     ours = _depthcrafter_unet_class().from_pretrained(tiny_depthcrafter / "unet").eval()
     stock = diffusers.UNetSpatioTemporalConditionModel.from_pretrained(tiny_depthcrafter / "unet").eval()
