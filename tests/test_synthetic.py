@@ -256,7 +256,7 @@ def test_frames_and_cameras_views(orbit: SyntheticClip) -> None:
 
 def test_procedural_textures_when_photos_are_missing(monkeypatch) -> None:
     """Without scikit-image's sample photos the scene falls back to procedural noise, still rich."""
-    from steadydepth import synthetic
+    from steadydepth.synthetic import textures as synthetic
 
     monkeypatch.setattr(synthetic, "_load_photo", lambda name, tint: None)
     synthetic._texture_bank.cache_clear()

@@ -1,0 +1,163 @@
+"""Ray tracing of synthetic frames with exact z-depth, and whole clips (:class:`SyntheticClip`).
+
+Conventions: OpenCV pixel centres and camera axes; poses camera-to-world.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..types import Cameras, Frame, Intrinsics
+from .paths import camera_path
+from .scene import Scene, build_scene, moving_object_centre
+
+__all__ = ["SyntheticClip", "render_frame", "render_clip"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyntheticClip:
+    """A rendered clip and its exact ground truth.
+
+    ``images`` ``(T, H, W, 3)`` uint8 RGB; ``depth`` ``(T, H, W)`` float32 exact z-depth in
+    metres at pixel centres (> 0 everywhere); ``intrinsics`` shared by all frames (OpenCV
+    pixel centres); ``poses`` ``(T, 4, 4)`` float64 camera-to-world, OpenCV axes;
+    ``dynamic_mask`` ``(T, H, W)`` bool marking pixels (centre ray) that see the moving
+    object, or ``None`` when the scene is static.
+    """
+
+    images: np.ndarray
+    depth: np.ndarray
+    intrinsics: Intrinsics
+    poses: np.ndarray
+    dynamic_mask: np.ndarray | None
+    fps: float = 24.0
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def frames(self) -> Iterator[Frame]:
+        """The images as :class:`~steadydepth.types.Frame` objects (``time = index / fps``)."""
+        for k in range(len(self)):
+            yield Frame(index=k, image=self.images[k], time=k / self.fps, name=f"{k:06d}.png")
+
+    def cameras(self) -> Cameras:
+        """The ground-truth cameras as :class:`~steadydepth.types.Cameras` (metres)."""
+        return Cameras(intrinsics=self.intrinsics, poses=[p.copy() for p in self.poses],
+                       frame_indices=list(range(len(self))), units="metres", source="synthetic")
+
+
+def _pixel_rays(K: np.ndarray, width: int, height: int, offsets: list[tuple[float, float]]) -> np.ndarray:
+    """Camera-frame rays ``(len(offsets), H*W, 3)`` with z = 1 through ``(u + du, v + dv)``."""
+    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    u, v = u.ravel(), v.ravel()
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    out = np.empty((len(offsets), u.size, 3))
+    for j, (du, dv) in enumerate(offsets):
+        out[j, :, 0] = (u + du - cx) / fx
+        out[j, :, 1] = (v + dv - cy) / fy
+        out[j, :, 2] = 1.0
+    return out
+
+
+_SUBSAMPLES = ((-0.25, -0.25), (0.25, -0.25), (-0.25, 0.25), (0.25, 0.25))
+
+
+def _edge_pixels(key: np.ndarray) -> np.ndarray:
+    """Pixels whose 8-neighbourhood sees another surface (primitive or face): where colour aliases."""
+    e = np.zeros(key.shape, dtype=bool)
+    dh = key[:, 1:] != key[:, :-1]
+    dv = key[1:, :] != key[:-1, :]
+    dd1 = key[1:, 1:] != key[:-1, :-1]
+    dd2 = key[1:, :-1] != key[:-1, 1:]
+    e[:, 1:] |= dh
+    e[:, :-1] |= dh
+    e[1:, :] |= dv
+    e[:-1, :] |= dv
+    e[1:, 1:] |= dd1
+    e[:-1, :-1] |= dd1
+    e[1:, :-1] |= dd2
+    e[:-1, 1:] |= dd2
+    return e
+
+
+def render_frame(scene: Scene, intrinsics: Intrinsics, pose_c2w: np.ndarray,
+                 *, _rays: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one view: ``(image uint8 (H, W, 3), depth float32 (H, W), dynamic bool (H, W))``.
+
+    Depth is the exact z-depth of the ray through the pixel centre. Colour: texture is
+    pre-filtered (trilinear mip-mapping at the pixel footprint); pixels next to a change
+    of surface (silhouettes, creases) average a 2 x 2 grid of sub-pixel rays instead
+    (adaptive anti-aliasing; identical in spirit to 2 x 2 supersampling, 3-4x cheaper).
+    """
+    w, h = intrinsics.width, intrinsics.height
+    K = intrinsics.K
+    rays = _rays if _rays is not None else _pixel_rays(K, w, h, [(0.0, 0.0)])[0]
+    pose = np.asarray(pose_c2w, dtype=np.float64)
+    R, o = pose[:3, :3], pose[:3, 3]
+    dirs = rays @ R.T          # world directions; their camera z component stays 1
+    t, prim, face = scene.raycast(o, dirs)
+    depth = t.astype(np.float32).reshape(h, w)
+    dyn_ids = [k for k, p in enumerate(scene.primitives) if p.dynamic]
+    dynamic = np.isin(prim, dyn_ids).reshape(h, w) if dyn_ids else np.zeros((h, w), bool)
+    f = 0.5 * (intrinsics.fx + intrinsics.fy)
+    colour = scene.shade(o, dirs, t, prim, face, t / f)
+    key = (prim.astype(np.int32) * 8 + face).reshape(h, w)
+    edge = np.flatnonzero(_edge_pixels(key).ravel())
+    if edge.size:
+        v, u = np.divmod(edge, w)
+        ns = len(_SUBSAMPLES)
+        du = np.repeat([d[0] for d in _SUBSAMPLES], edge.size)
+        dv = np.repeat([d[1] for d in _SUBSAMPLES], edge.size)
+        uu, vv = np.tile(u, ns) + du, np.tile(v, ns) + dv
+        cam = np.stack([(uu - K[0, 2]) / K[0, 0], (vv - K[1, 2]) / K[1, 1], np.ones(uu.size)], axis=1)
+        dsub = cam @ R.T
+        ts, ps, fs = scene.raycast(o, dsub)
+        sub = scene.shade(o, dsub, ts, ps, fs, ts / (2.0 * f))
+        colour[edge] = sub.reshape(ns, edge.size, 3).mean(axis=0)
+    img = np.clip(np.rint(colour.reshape(h, w, 3) * 255.0), 0, 255).astype(np.uint8)
+    return img, depth, dynamic
+
+
+def render_clip(num_frames: int = 40, width: int = 320, height: int = 240, *, motion: str = "orbit",
+                moving_object: bool = False, textureless_wall: bool = False, hfov_deg: float = 60.0,
+                seed: int = 0) -> SyntheticClip:
+    """Render a synthetic clip with exact depth, intrinsics and camera-to-world poses.
+
+    ``motion`` is one of :data:`MOTIONS`: ``"orbit"`` (default; arc around the scene with
+    handheld wobble), ``"walk"`` (wandering handheld path), ``"forward"`` (dolly along the
+    optical axis), ``"pan"`` (pure rotation, zero translation), ``"static"`` (fixed camera),
+    ``"drone"`` (high, looking down, translating). ``moving_object`` adds a box sliding
+    across the scene (``dynamic_mask`` marks its pixels); ``textureless_wall`` makes the far
+    wall (z = +3 m) a uniform colour with only a faint gradient. Deterministic given ``seed``.
+    """
+    if width < 2 or height < 2:
+        raise InputError(f"synthetic clip size must be at least 2x2, got {width}x{height}")
+    if num_frames < 1:
+        raise InputError(f"num_frames must be >= 1, got {num_frames}")
+    try:
+        intr = Intrinsics.from_fov(hfov_deg, width, height)
+    except ValueError as exc:
+        raise InputError(f"synthetic clip: {exc}") from exc
+    scene = build_scene(moving_object=moving_object, textureless_wall=textureless_wall, seed=seed)
+    poses = camera_path(num_frames, motion, seed=seed)
+    rays = _pixel_rays(intr.K, width, height, [(0.0, 0.0)])[0]
+    images = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    depth = np.empty((num_frames, height, width), dtype=np.float32)
+    dyn = np.zeros((num_frames, height, width), dtype=bool) if moving_object else None
+    mover = scene.primitives[-1] if moving_object else None
+    for k in range(num_frames):
+        if mover is not None:
+            mover.centre = moving_object_centre(k, num_frames)
+        img, dep, dm = render_frame(scene, intr, poses[k], _rays=rays)
+        images[k], depth[k] = img, dep
+        if dyn is not None:
+            dyn[k] = dm
+    log.debug("rendered %d synthetic frames %dx%d (%s)", num_frames, width, height, motion)
+    return SyntheticClip(images=images, depth=depth, intrinsics=intr, poses=poses, dynamic_mask=dyn)
