@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .consistency.clip_stage import ClipAlignmentStage
 from .errors import InputError, ReconstructionError
 from .geometry import resize_depth
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
@@ -179,8 +180,7 @@ def estimate(
         frame_indices: list[int] = []
         images = _ImageStash(out.work_dir / "images")  # images the prior has read but not yet answered
         state = {"count": 0, "clipped": 0, "scale": scale, "units": units, "metric": None}
-        aligner = None
-        pending = 0  # disparity frames waiting for the clip alignment (stored in .work/prior)
+        stage: ClipAlignmentStage | None = None  # relative frames waiting for the clip alignment
 
         def finish(depth: np.ndarray, conf: np.ndarray) -> None:
             if hint is not None and hint[0] == "depth" and state["count"] == 0:
@@ -204,27 +204,19 @@ def estimate(
                     if state["metric"] and hint is None:
                         state["units"] = "metres"
                 if prior_out.kind == "disparity":
-                    # Relative disparity: every frame has its own scale and shift. Store it, fit one
-                    # alignment for the whole clip (ClipAligner), then write in a second pass.
-                    if aligner is None:
-                        from .consistency.align import ClipAligner
-
-                        aligner = ClipAligner(kind="disparity")
-                        (out.work_dir / "prior").mkdir(exist_ok=True)
-                    values = np.asarray(prior_out.values, np.float32)
-                    aligner.observe(position, image, values)
-                    np.save(out.work_dir / "prior" / f"{position:06d}.npy", values)
-                    pending += 1
+                    # Relative disparity: every frame has its own scale and shift. The clip stage
+                    # stores it and fits one alignment for the whole clip; written in a second pass.
+                    if stage is None:
+                        stage = ClipAlignmentStage(out.work_dir / "prior", kind="disparity")
+                    stage.add(image, np.asarray(prior_out.values, np.float32))
                 else:
                     finish(*_to_depth(prior_out))
                 bar.update()
-        if aligner is not None:
+        if stage is not None:
             t1 = time.perf_counter()
-            aligner.solve()
-            with Progress("align", pending, bar=opts.progress_bar) as bar:
-                for position in range(pending):
-                    values = np.load(out.work_dir / "prior" / f"{position:06d}.npy")
-                    depth = aligner.apply_depth(position, values)
+            stage.solve()
+            with Progress("align", stage.count, bar=opts.progress_bar) as bar:
+                for _, depth, _ in stage.aligned(as_depth=True):
                     finish(depth, (depth > 0).astype(np.float32))
                     bar.update()
             timings["align"] = time.perf_counter() - t1

@@ -7,7 +7,7 @@ geometry (z-depth with a confidence, e.g. multi-view stereo). Processing:
 1. **First pass** (streaming): the frames are teed to every part (all parts are in-order
    stream transformers; what one part runs ahead of another beyond ``max_lag`` frames is
    spilled to disk, :class:`~steadydepth.priors.tee.SpillingTee`). Per frame, the geometry of the parts is merged (per pixel, the most
-   confident), and :class:`~steadydepth.consistency.align.ClipAligner` observes the frame,
+   confident), and the clip stage (:class:`~steadydepth.consistency.clip_stage.ClipAlignmentStage`) observes the frame,
    the shape values, the camera pose and the geometry as *anchor*. Shape and geometry are
    spilled to a temporary folder (memory stays flat in clip length).
 2. **Solve**: one scale and shift per frame, jointly over the clip (cross-frame agreement
@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..consistency.align import ClipAligner
+from ..consistency.clip_stage import ClipAlignmentStage
 from ..consistency.fusion import blend_with_geometry
 from ..errors import InputError, ReconstructionError
 from ..geometry import resize_keep_invalid
@@ -74,16 +74,16 @@ class CombinedPrior(DepthPrior):
         cameras = context.cameras
         tmp = Path(tempfile.mkdtemp(prefix="steadydepth-combined-"))
         try:
-            aligner: ClipAligner | None = None
+            stage: ClipAlignmentStage | None = None
             kinds: set[str] = set()
             geo_metric = True
             n = 0
             for frame, *outs in zip(mine, *gens):
                 shape, geos = outs[0], outs[1:]
                 h, w = frame.image.shape[:2]
-                if aligner is None:
+                if stage is None:
                     kind = "depth" if shape.kind == "depth" else "disparity"
-                    aligner = ClipAligner(kind=kind, intrinsics=cameras.intrinsics if cameras is not None else None)
+                    stage = ClipAlignmentStage(tmp, kind, intrinsics=cameras.intrinsics if cameras is not None else None)
                 kinds.add(shape.kind)
                 sv = resize_keep_invalid(shape.values, w, h)
                 gd = np.zeros((h, w), np.float32)
@@ -106,33 +106,29 @@ class CombinedPrior(DepthPrior):
                 if cameras is not None and n < len(cameras.poses):
                     pose = cameras.poses[n]
                 conf_anchor = np.where(gc >= self.min_confidence, gc, 0.0).astype(np.float32)
-                aligner.observe(n, frame.image, sv, pose=pose, anchor=gd, anchor_confidence=conf_anchor)
-                np.save(tmp / f"{n:06d}_s.npy", sv)
-                np.save(tmp / f"{n:06d}_g.npy", gd)
-                np.save(tmp / f"{n:06d}_c.npy", gc.astype(np.float32))
+                stage.add(frame.image, sv, pose=pose, anchor=gd, anchor_confidence=conf_anchor,
+                          extras={"g": gd, "c": gc.astype(np.float32)})
                 n += 1
             if next(mine, None) is not None:
                 raise ReconstructionError(
                     f"combined prior '{self.spec}': a part yielded fewer outputs than frames ({n})")
             if len(kinds) > 1:
                 raise InputError(f"combined prior: the shape part changed kind mid-clip ({kinds})")
-            if aligner is None:
+            if stage is None:
                 return
-            aligner.solve()
-            anchored = aligner.stats.get("gauge") == "anchors"
+            stage.solve()
+            anchored = stage.stats.get("gauge") == "anchors"
             if not anchored:
                 log.warning("combined prior: no confident geometry in the whole clip; depth is aligned to the "
                             "first frame only (relative, arbitrary scale)")
-            self.last_stats = {"frames": n, "tee_memory_high_water": tee.memory_high_water, "tee_spilled": tee.spilled, **aligner.stats}
+            self.last_stats = {"frames": n, "tee_memory_high_water": tee.memory_high_water, "tee_spilled": tee.spilled, **stage.stats}
             metric = anchored and geo_metric
-            for i in range(n):
-                sv = np.load(tmp / f"{i:06d}_s.npy")
-                gd = np.load(tmp / f"{i:06d}_g.npy")
-                gc = np.load(tmp / f"{i:06d}_c.npy")
-                if aligner.kind == "disparity":
-                    disp = aligner.apply(i, sv)
+            for i, aligned, maps in stage.aligned():
+                gd, gc = maps["g"], maps["c"]
+                if stage.kind == "disparity":
+                    disp = aligned
                 else:
-                    dep = aligner.apply(i, sv)
+                    dep = aligned
                     disp = np.where(dep > 0, 1.0 / np.where(dep > 0, dep, 1.0), 0.0).astype(np.float32)
                 if anchored:
                     depth, conf = blend_with_geometry(disp, gd, gc)
