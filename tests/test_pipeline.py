@@ -103,6 +103,17 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
         estimate(_frames(2), blocker / "out", prior="io-passthrough", progress_bar=False)
 
 
+def test_depth_video_save_copies_the_run(tmp_path):
+    video = estimate(_frames(3), None, prior="io-passthrough", progress_bar=False)
+    target = video.save(tmp_path / "copy")
+    for name in ("depth.npz", "cameras.json", "run.json", "depth/000002.npy"):
+        assert (target / name).exists(), name
+    assert not any(p.name.startswith(".") for p in target.iterdir())
+    with pytest.raises(OutputError):
+        video.save(tmp_path / "copy")  # holds a run: refused without overwrite
+    video.save(tmp_path / "copy", overwrite=True)
+
+
 def test_relative_disparity_prior_is_aligned_over_the_clip(tmp_path):
     """A per-frame-scaled disparity (what relative models give) comes out steady: the
     pipeline's clip alignment removes the per-frame scale/shift."""

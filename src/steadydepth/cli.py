@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError, SteadyDepthError
-from .options import DEPTH_FORMATS, PRESETS, RunOptions
+from .io.depth_files import DEPTH_FORMATS
+from .options import PRESETS, RunOptions
 from .scene.colormap import COLORMAPS
 from .types import Intrinsics
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stop", type=int, help="source frame to stop before")
     run.add_argument("--stride", type=int, default=1, help="take every N-th frame")
     run.add_argument("--format", dest="formats", action="append", choices=list(DEPTH_FORMATS),
-                     help="per-frame depth files besides npy (repeatable): png16, exr")
+                     help="per-frame depth files besides npy (repeatable): " + ", ".join(f for f in DEPTH_FORMATS if f != "npy"))
     run.add_argument("--png-scale", type=float, default=1000.0,
                      help="16-bit PNG stores round(depth * scale) (default 1000: millimetres for metric depth)")
     run.add_argument("--no-npz", action="store_true", help="skip depth.npz (per-frame files only)")

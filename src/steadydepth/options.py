@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import InputError
+from .io.depth_files import DEPTH_FORMATS
 from .types import Intrinsics
 
-__all__ = ["RunOptions", "PRESETS", "DEPTH_FORMATS"]
+__all__ = ["RunOptions", "PRESETS"]
 
 #: preset -> defaults. ``max_res`` is the long side of the processing resolution in pixels.
 PRESETS: dict[str, dict] = {
@@ -20,7 +21,6 @@ PRESETS: dict[str, dict] = {
     "best": {"max_res": 640},
 }
 
-DEPTH_FORMATS = ("npy", "png16", "exr")
 
 
 @dataclass

@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import OutputError
 from .io.atomic import atomic_path, atomic_write_json
-from .io.depth_files import write_depth, write_npz_stream
+from .io.depth_files import DEPTH_FORMATS, write_depth, write_npz_stream
 from .types import Cameras, Intrinsics
 
 __all__ = ["OutputFolder", "RUN_MARKERS"]
@@ -40,10 +40,8 @@ __all__ = ["OutputFolder", "RUN_MARKERS"]
 log = logging.getLogger(__name__)
 
 #: entries whose presence means "this folder already holds a run"
-RUN_MARKERS = ("run.json", "depth.npz", "depth", "confidence", "depth_png16", "depth_exr", "points",
-               "depth_vis.mp4", "cameras.json", "colmap", "sparse.ply", ".work")
-
-_FORMAT_DIRS = {"npy": ("depth", ".npy"), "png16": ("depth_png16", ".png"), "exr": ("depth_exr", ".exr")}
+RUN_MARKERS = ("run.json", "depth.npz", *(folder for folder, _ in DEPTH_FORMATS.values()), "confidence",
+               "points", "depth_vis.mp4", "cameras.json", "colmap", "sparse.ply", ".work")
 
 
 class OutputFolder:
@@ -92,7 +90,7 @@ class OutputFolder:
 
     # -- per frame --------------------------------------------------------------------
     def depth_path(self, position: int, fmt: str = "npy") -> Path:
-        folder, suffix = _FORMAT_DIRS[fmt]
+        folder, suffix = DEPTH_FORMATS[fmt]
         return self.root / folder / f"{position:06d}{suffix}"
 
     def confidence_path(self, position: int) -> Path:

@@ -35,9 +35,15 @@ __all__ = ["write_depth", "read_depth", "write_npz_stream", "DEPTH_FORMATS", "DE
 log = logging.getLogger(__name__)
 
 DepthFormat = Literal["npy", "png16", "exr"]
-DEPTH_FORMATS: tuple[str, ...] = ("npy", "png16", "exr")
+#: the per-frame depth formats, the one list: name -> (output folder, file suffix); options,
+#: outputs and the CLI all read it
+DEPTH_FORMATS: dict[str, tuple[str, str]] = {
+    "npy": ("depth", ".npy"),
+    "png16": ("depth_png16", ".png"),
+    "exr": ("depth_exr", ".exr"),
+}
 #: file suffix written for each format
-DEPTH_SUFFIXES: dict[str, str] = {"npy": ".npy", "png16": ".png", "exr": ".exr"}
+DEPTH_SUFFIXES: dict[str, str] = {name: suffix for name, (_, suffix) in DEPTH_FORMATS.items()}
 
 
 def _as_depth_map(depth: np.ndarray, path: Path) -> np.ndarray:

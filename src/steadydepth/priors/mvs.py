@@ -270,7 +270,7 @@ class MVSPrior(DepthPrior):
                 next_raw += 1
                 self.max_cached_depths = max(self.max_cached_depths, len(raw))
             while next_out <= next_raw - 1 - M:
-                yield self._finish(next_out, buf, raw, poses, state, last)
+                yield self._finish(next_out, buf, raw, poses, state)
                 next_out += 1
                 self._prune(buf, raw, next_raw, next_out, N, M)
         while next_raw <= last:
@@ -278,11 +278,11 @@ class MVSPrior(DepthPrior):
             next_raw += 1
             self.max_cached_depths = max(self.max_cached_depths, len(raw))
             while next_out <= next_raw - 1 - M:
-                yield self._finish(next_out, buf, raw, poses, state, last)
+                yield self._finish(next_out, buf, raw, poses, state)
                 next_out += 1
                 self._prune(buf, raw, next_raw, next_out, N, M)
         while next_out <= last:
-            yield self._finish(next_out, buf, raw, poses, state, last)
+            yield self._finish(next_out, buf, raw, poses, state)
             next_out += 1
             self._prune(buf, raw, next_raw, next_out, N, M)
 
@@ -369,7 +369,7 @@ class MVSPrior(DepthPrior):
         depth = np.where(conf >= s.raw_min_confidence, depth, 0.0).astype(np.float32)
         return depth, conf
 
-    def _finish(self, o: int, buf: dict, raw: dict, poses: list, state: dict, last: int) -> PriorOutput:
+    def _finish(self, o: int, buf: dict, raw: dict, poses: list, state: dict) -> PriorOutput:
         """Consistency check, completion and upsampling of frame ``o``."""
         s = self.settings
         depth, conf = raw[o]

@@ -21,7 +21,7 @@ from steadydepth.geometry import rotation_error_deg
 from steadydepth.errors import InputError, ReconstructionError
 from steadydepth.types import Cameras, Frame, Intrinsics
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "open3d_rgbd"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "open3d_rgbd"
 
 
 def _rand_rot(rng) -> np.ndarray:

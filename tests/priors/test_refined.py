@@ -70,6 +70,7 @@ def _photo(clip, depths) -> float:
     return float(np.mean(errs))
 
 
+@pytest.mark.slow
 def test_refinement_stage_reduces_depth_and_photometric_error(clip):
     inner = DistortedGTDepthFixture(clip.depth)
     prior = RefinedPrior(inner, "fixture", in_memory=3)

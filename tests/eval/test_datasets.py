@@ -25,7 +25,7 @@ from steadydepth.eval.datasets import (
 )
 from steadydepth.types import Intrinsics
 
-DATA = Path(os.environ.get("STEADYDEPTH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(os.environ.get("STEADYDEPTH_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 OPEN3D = DATA / "open3d_rgbd"
 OTHER = OPEN3D / "other_formats"
 

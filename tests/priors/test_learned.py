@@ -264,6 +264,7 @@ def tiny_depthcrafter(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_depthcrafter_tiny_streaming(tiny_depthcrafter):
     from steadydepth.priors.depthcrafter_windows import window_schedule
 
