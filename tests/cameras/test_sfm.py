@@ -186,7 +186,9 @@ def test_sfm_forward_motion_does_not_determine_the_focal(tmp_path):
     cams = estimate_cameras(_frames(clip.images), tmp_path / "guess")
     notes = [w for w in cams.warnings if w.startswith("intrinsics: this clip does not determine the focal")]
     assert len(notes) == 1, cams.warnings
-    assert cams.intrinsics.fx == pytest.approx(1.2 * 320)  # DEFAULT_FOCAL_FACTOR x the long side
+    from steadydepth.cameras.sfm_focal import DEFAULT_FOCAL_FACTOR
+
+    assert cams.intrinsics.fx == pytest.approx(DEFAULT_FOCAL_FACTOR * 320)  # the default guess x the long side
     cams = estimate_cameras(_frames(clip.images), tmp_path / "fov", hfov_deg=60.0)
     assert any(w.startswith("intrinsics: this clip does not determine") for w in cams.warnings)
     assert cams.intrinsics.fx == pytest.approx(clip.intrinsics.fx, rel=1e-6)  # the --fov value, kept

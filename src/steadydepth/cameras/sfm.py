@@ -7,7 +7,8 @@ Pipeline of :func:`estimate_cameras`:
    online :class:`~steadydepth.cameras.keyframes.KeyframeSelector`; only small per-frame
    data stays in memory.
 2. **Map the keyframes** with pycolmap: SIFT extraction (one shared camera,
-   ``SIMPLE_RADIAL`` with its focal refined; a fixed ``PINHOLE`` when intrinsics are given),
+   ``SIMPLE_RADIAL`` with its focal refined from a seed of ``--fov`` or else
+   :data:`DEFAULT_FOCAL_FACTOR` x the long side; a fixed ``PINHOLE`` when intrinsics are given),
    sequential matching, incremental mapping; models with under 100 points or bogus camera
    parameters are dropped (all dropped with SIMPLE_RADIAL: one retry with ``k`` fixed at 0),
    and of the rest the one with most registered images is kept.
@@ -156,6 +157,8 @@ def estimate_cameras(
         if K is not None:
             log.info("both intrinsics and hfov_deg given: the intrinsics win")
             focal_guess = None
+    if K is None and focal_guess is None:
+        focal_guess = _guess_intrinsics(None, None, size)[0].fx  # seed the mapping with the default guess
 
     if selector.is_static:
         timings["num_keyframes"] = 1

@@ -16,8 +16,11 @@ __all__ = ["DEFAULT_FOCAL_FACTOR"]
 log = logging.getLogger(__name__)
 
 
-#: focal guess (times the long image side) when nothing else is known; COLMAP's default
-DEFAULT_FOCAL_FACTOR = 1.2
+#: focal guess (times the long image side) when nothing else is known: a horizontal field of
+#: view of about 64 degrees, typical of phone, webcam and RGB-D colour lenses. It also seeds
+#: the mapping (COLMAP's own seed, 1.2, is a 45-degree lens: on weakly conditioned clips the
+#: mapping then settles near the seed's wrong focal; see benchmarks/NOTES.md).
+DEFAULT_FOCAL_FACTOR = 0.8
 
 
 #: below this relative rise of the reprojection error for a 20 % focal change, the clip does not determine the focal
