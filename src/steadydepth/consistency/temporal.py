@@ -1,0 +1,177 @@
+"""Temporal multi-view fusion: every frame's depth agrees with its neighbours' through the cameras.
+
+Per-frame depth (from multi-view stereo or a learned prior brought to the cameras' scale)
+still wobbles from frame to frame: each frame is matched, filled and snapped on its own.
+This stage makes the static scene consistent *by construction*: the depth of each
+neighbour ``j`` in ``r - radius .. r + radius`` is back-projected to world points with its
+camera and splatted into frame ``r`` with a z-buffer (nearest pixel, nearest surface wins,
+so occluded surfaces do not leak through), and each pixel takes the weighted median of
+the candidates (its own depth and every neighbour's that lands on it). A median keeps what
+most views agree on: a moving object, or one view's mismatch, is outvoted and does not
+smear. The output confidence is the input confidence times the share of the candidates'
+weight that agrees with the fused value within ``agree_tol``.
+
+It streams: frames are pushed in order and come out ``radius`` frames later, with at most
+``2 radius + 1`` frames held, so memory is flat in clip length.
+
+Conventions (:mod:`steadydepth.types`): depth is z-depth (0 = invalid), float32 ``(H, W)``;
+``K`` the 3x3 intrinsics of these images (OpenCV pixel centres); poses camera-to-world with
+OpenCV axes; depth and pose translations in the same units.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["TemporalSettings", "TemporalFusion", "backproject_world", "splat_depth", "weighted_median"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """``radius``: neighbours on each side (0 turns the stage off); ``agree_tol``: relative
+    depth difference within which a candidate counts as agreeing with the fused value;
+    ``self_weight``: weight of a frame's own depth relative to one neighbour's."""
+
+    radius: int = 3
+    agree_tol: float = 0.05
+    self_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.radius < 0:
+            raise ValueError(f"temporal radius must be >= 0, got {self.radius}")
+        if not self.agree_tol > 0:
+            raise ValueError(f"agree_tol must be > 0, got {self.agree_tol}")
+        if not self.self_weight > 0:
+            raise ValueError(f"self_weight must be > 0, got {self.self_weight}")
+
+
+def backproject_world(depth: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray) -> np.ndarray:
+    """World points ``(N, 3)`` float64 of the valid pixels (``depth > 0``) of one frame, row-major order."""
+    v, u = np.nonzero(np.isfinite(depth) & (depth > 0))
+    z = depth[v, u].astype(np.float64)
+    K = np.asarray(K, np.float64)
+    x = (u - K[0, 2]) / K[0, 0] * z
+    y = (v - K[1, 2]) / K[1, 1] * z
+    cam = np.stack([x, y, z], axis=1)
+    pose = np.asarray(pose_c2w, np.float64)
+    return cam @ pose[:3, :3].T + pose[:3, 3]
+
+
+def splat_depth(points_world: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Z-buffered depth of ``points_world`` ``(N, 3)`` seen by a camera (``pose_c2w``, ``K``).
+
+    Each point lands on its nearest pixel centre of a ``size = (width, height)`` image; the
+    nearest point wins. Returns float32 ``(height, width)`` z-depth, 0 where nothing lands.
+    """
+    w, h = size
+    pose = np.asarray(pose_c2w, np.float64)
+    cam = (np.asarray(points_world, np.float64) - pose[:3, 3]) @ pose[:3, :3]  # R^T (X - c)
+    z = cam[:, 2]
+    front = z > 1e-9
+    cam, z = cam[front], z[front]
+    K = np.asarray(K, np.float64)
+    x = np.rint(K[0, 0] * cam[:, 0] / z + K[0, 2]).astype(np.int64)
+    y = np.rint(K[1, 1] * cam[:, 1] / z + K[1, 2]).astype(np.int64)
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    zbuf = np.full(w * h, np.inf, np.float32)
+    np.minimum.at(zbuf, y[inside] * w + x[inside], z[inside].astype(np.float32))
+    zbuf[~np.isfinite(zbuf)] = 0.0
+    return zbuf.reshape(h, w)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel weighted median over axis 0 of ``values`` ``(V, H, W)``; entries with weight 0 are ignored.
+
+    Returns ``(median, total_weight)``, both ``(H, W)``; the median is 0 where the total weight is 0.
+    """
+    vals = np.where(weights > 0, values, np.inf).astype(np.float32)
+    order = np.argsort(vals, axis=0, kind="stable")
+    vs = np.take_along_axis(vals, order, axis=0)
+    cum = np.cumsum(np.take_along_axis(weights.astype(np.float32), order, axis=0), axis=0)
+    total = cum[-1]
+    k = np.argmax(cum >= 0.5 * total[None], axis=0)
+    med = np.take_along_axis(vs, k[None], axis=0)[0]
+    return np.where((total > 0) & np.isfinite(med), med, 0.0).astype(np.float32), total
+
+
+class TemporalFusion:
+    """Streaming fusion of each frame's depth with its neighbours' (see the module docstring).
+
+    ``K``: intrinsics of the depth maps that will be pushed; ``poses_c2w``: one pose per
+    frame of the stream (``None`` where unknown: such a frame is passed through and lends
+    nothing to its neighbours). :meth:`push` takes frames in stream order and returns the
+    frames that became final; :meth:`flush` returns the rest at the end.
+    """
+
+    def __init__(self, K: np.ndarray, poses_c2w: Sequence[np.ndarray | None], settings: TemporalSettings) -> None:
+        self.K = np.asarray(K, np.float64)
+        self.poses = list(poses_c2w)
+        self.settings = settings
+        self._frames: deque[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = deque()
+        self._next = 0  # position of the next frame to push
+        self._done = 0  # position of the next frame to emit
+        #: most frames held at once (memory bound check)
+        self.max_held = 0
+
+    def _pose(self, i: int) -> np.ndarray | None:
+        return self.poses[i] if 0 <= i < len(self.poses) else None
+
+    def push(self, depth: np.ndarray, confidence: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Add the next frame (z-depth and confidence ``(H, W)``); returns the frames now final, in order."""
+        i = self._next
+        self._next += 1
+        depth = np.asarray(depth, np.float32)
+        pose = self._pose(i)
+        points = backproject_world(depth, self.K, pose) if pose is not None and self.settings.radius > 0 else None
+        self._frames.append((i, depth, np.asarray(confidence, np.float32), points))
+        self.max_held = max(self.max_held, len(self._frames))
+        ready = []
+        while self._done <= self._next - 1 - self.settings.radius:
+            ready.append(self._emit())
+        return ready
+
+    def flush(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The frames still held (call once, after the last :meth:`push`)."""
+        ready = []
+        while self._done < self._next:
+            ready.append(self._emit())
+        return ready
+
+    def _emit(self) -> tuple[np.ndarray, np.ndarray]:
+        r = self._done
+        self._done += 1
+        s = self.settings
+        held = {f[0]: f for f in self._frames}
+        _, depth, conf, _ = held[r]
+        pose = self._pose(r)
+        out = (depth, conf)
+        if pose is not None and s.radius > 0 and (depth > 0).any():
+            out = self._fuse(depth, conf, pose, [held[j][3] for j in held if j != r and held[j][3] is not None])
+        while self._frames and self._frames[0][0] < self._done - s.radius:
+            self._frames.popleft()
+        return out
+
+    def _fuse(self, depth: np.ndarray, conf: np.ndarray, pose: np.ndarray,
+              neighbours: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if not neighbours:
+            return depth, conf
+        h, w = depth.shape
+        s = self.settings
+        cands = [depth] + [splat_depth(p, self.K, pose, (w, h)) for p in neighbours]
+        values = np.stack(cands)
+        weights = (values > 0).astype(np.float32)
+        weights[0] *= np.float32(s.self_weight)
+        fused, total = weighted_median(values, weights)
+        agree = (np.abs(values - fused[None]) <= s.agree_tol * fused[None]) & (weights > 0)
+        share = np.where(total > 0, (weights * agree).sum(axis=0) / np.maximum(total, 1e-12), 0.0)
+        keep = fused > 0
+        fused = np.where(keep, fused, depth).astype(np.float32)
+        conf_out = np.where(keep, conf * share, conf).astype(np.float32)
+        return fused, np.clip(conf_out, 0.0, 1.0)
