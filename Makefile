@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_sfm.py
 	$(PY) benchmarks/bench_mvs.py
 	$(PY) benchmarks/bench_consistency.py
+	$(PY) benchmarks/bench_real.py
 
 clean:
 	rm -rf demo_out .pytest_cache
