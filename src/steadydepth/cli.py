@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "combinations such as hf:MODEL+mvs, and refine:SPEC (multi-view refinement of SPEC's depth)")
     run.add_argument("--preset", default="balanced", choices=list(PRESETS))
     run.add_argument("--max-res", type=int, help="long side of the processing resolution (preset default)")
+    run.add_argument("--temporal-radius", type=int,
+                     help="fuse each frame's depth with this many neighbours on each side through the cameras "
+                          "(0 = off; preset default)")
     run.add_argument("--output-res", default="input", choices=["input", "processing"],
                      help="write depth at the input resolution (default) or the processing one")
     run.add_argument("--start", type=int, default=0, help="first source frame")
@@ -100,7 +103,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fx, fy, cx, cy = args.intrinsics
         intr = Intrinsics(fx, fy, cx, cy, src.width, src.height)
     opts = RunOptions(
-        prior=args.prior, preset=args.preset, max_res=args.max_res, start=args.start, stop=args.stop,
+        prior=args.prior, preset=args.preset, max_res=args.max_res, temporal_radius=args.temporal_radius,
+        start=args.start, stop=args.stop,
         stride=args.stride, output_res=args.output_res, formats=tuple(args.formats or ("npy",)),
         png_scale=args.png_scale, npz=not args.no_npz, vis=not args.no_vis, side_by_side=args.side_by_side,
         cmap=args.cmap, points=args.points, points_stride=args.points_stride, hfov_deg=args.fov, intrinsics=intr,

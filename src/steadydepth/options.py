@@ -14,11 +14,13 @@ from .types import Intrinsics
 
 __all__ = ["RunOptions", "PRESETS"]
 
-#: preset -> defaults. ``max_res`` is the long side of the processing resolution in pixels.
+#: preset -> defaults. ``max_res`` is the long side of the processing resolution in pixels;
+#: ``temporal_radius`` the neighbours on each side that the temporal fusion compares each
+#: frame with (:mod:`steadydepth.consistency.temporal`; 0 = off).
 PRESETS: dict[str, dict] = {
-    "fast": {"max_res": 320},
-    "balanced": {"max_res": 480},
-    "best": {"max_res": 640},
+    "fast": {"max_res": 320, "temporal_radius": 2},
+    "balanced": {"max_res": 480, "temporal_radius": 3},
+    "best": {"max_res": 640, "temporal_radius": 5},
 }
 
 
@@ -33,11 +35,14 @@ class RunOptions:
     ``png_scale``: 16-bit PNG value = round(depth * png_scale) (1000: millimetres when the
     depth is metric). ``metric_hint``: ``"depth=2.5"`` (median depth of the first frame, in
     metres) or ``"travel=1.2"`` (camera path length over the clip, metres).
+    ``temporal_radius``: neighbours on each side fused into each frame's depth through the
+    cameras (0 turns the temporal fusion off).
     """
 
     prior: str = "mvs"
     preset: str = "balanced"
     max_res: int | None = None
+    temporal_radius: int | None = None
     start: int = 0
     stop: int | None = None
     stride: int = 1
@@ -75,6 +80,8 @@ class RunOptions:
             raise InputError(f"bad frame range: start={out.start} stop={out.stop} stride={out.stride}")
         if out.max_res is not None and out.max_res < 32:
             raise InputError(f"--max-res {out.max_res} is too small (minimum 32 pixels)")
+        if out.temporal_radius is not None and not 0 <= out.temporal_radius <= 30:
+            raise InputError(f"--temporal-radius must be between 0 and 30 frames, got {out.temporal_radius}")
         if out.output_res not in ("input", "processing"):
             raise InputError(f"--output-res must be 'input' or 'processing', got '{out.output_res}'")
         if out.metric_hint is not None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import __version__
 from .consistency.clip_stage import ClipAlignmentStage
+from .consistency.temporal import TemporalFusion, TemporalSettings
 from .errors import InputError, ReconstructionError
 from .geometry import resize_depth
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
@@ -195,6 +196,12 @@ def estimate(
                                                 png_scale=opts.png_scale)
             state["count"] += 1
 
+        fusion = _temporal_fusion(prior, cameras, opts, (proc_w, proc_h))
+
+        def emit(depth: np.ndarray, conf: np.ndarray) -> None:
+            for fused in (fusion.push(depth, conf) if fusion is not None else [(depth, conf)]):
+                finish(*fused)
+
         with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
             stream = _Recorder(iter(frames), frame_indices, images)
             for position, prior_out in enumerate(prior.process(stream, context)):
@@ -210,8 +217,10 @@ def estimate(
                         stage = ClipAlignmentStage(out.work_dir / "prior", kind="disparity")
                     stage.add(image, np.asarray(prior_out.values, np.float32))
                 else:
-                    finish(*_to_depth(prior_out))
+                    emit(*_to_depth(prior_out))
                 bar.update()
+            for fused in (fusion.flush() if fusion is not None else []):
+                finish(*fused)
         if stage is not None:
             t1 = time.perf_counter()
             stage.solve()
@@ -368,6 +377,21 @@ def _estimate_cameras(frames: _ResizedFrames, source: FrameSource, prior_name: s
     if cameras.num_posed < 2 and len(cameras.poses) >= 2:
         cameras.warnings.append("cameras: fewer than two frames have a pose")
     return cameras
+
+
+def _temporal_fusion(prior, cameras: Cameras | None, opts: RunOptions,
+                     size: tuple[int, int]) -> TemporalFusion | None:
+    """The temporal fusion stage for a prior whose depth is in the cameras' units, else None.
+
+    Priors that need the cameras (``mvs``, combinations with it, refinement) give depth in
+    the units of the camera poses, so neighbouring frames can be compared through them.
+    """
+    if cameras is None or not prior.needs_cameras or not opts.temporal_radius:
+        return None
+    if any(w.startswith("no-parallax:") for w in cameras.warnings) or cameras.num_posed < 2:
+        return None
+    K = cameras.intrinsics.scaled(*size).K
+    return TemporalFusion(K, list(cameras.poses), TemporalSettings(radius=opts.temporal_radius))
 
 
 def _travel_scale(cameras: Cameras | None, metres: float) -> float:
