@@ -137,3 +137,22 @@ def test_resize_depth_keeps_invalid_pixels_out():
     assert up.shape == (8, 8)
     assert np.all(up[:, :3] == 0) and np.allclose(up[:, 5:], 2.0)
     assert np.all(conf[:, :3] == 0)
+
+
+def test_sample_at_takes_any_number_of_points():
+    """cv2.remap refuses maps wider than 32766: 50 000 scattered samples must still work."""
+    import cv2
+
+    from steadydepth.geometry import sample_at
+
+    img = np.arange(40 * 30, dtype=np.float32).reshape(30, 40)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 39, 50_000)
+    y = rng.uniform(0, 29, 50_000)
+    got = sample_at(img, x, y)
+    assert got.shape == (50_000,)
+    # bilinear on a linear ramp is exact: value = 40 * y + x
+    np.testing.assert_allclose(got, 40 * y + x, rtol=1e-4, atol=1e-2)
+    nearest = sample_at(img, np.array([1.4, 100.0]), np.array([2.6, 0.0]), interpolation=cv2.INTER_NEAREST,
+                        border=cv2.BORDER_CONSTANT)
+    np.testing.assert_array_equal(nearest, [img[3, 1], 0.0])

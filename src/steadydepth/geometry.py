@@ -23,6 +23,7 @@ from .errors import InputError, ReconstructionError
 from .types import Intrinsics
 
 __all__ = [
+    "sample_at",
     "Sim3",
     "umeyama",
     "nearest_rotation",
@@ -328,3 +329,28 @@ def resize_valid_normalised(
     out = np.zeros((h, w), dtype=np.float64)
     out[ok] = num[ok] / den[ok]
     return out, ok
+
+
+#: cv2.remap refuses maps with a side of SHRT_MAX (32767) or more: scattered samples go in rows this long
+_REMAP_ROW = 4096
+
+
+def sample_at(image: np.ndarray, x: np.ndarray, y: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR,
+              border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """Sample a single-channel ``image`` ``(H, W)`` at scattered pixel positions (OpenCV pixel centres).
+
+    ``x``, ``y``: 1-D float arrays of the same length ``N`` (any ``N``: they are laid out in
+    rows, since ``cv2.remap`` refuses maps wider than 32766). Returns ``(N,)`` values of the
+    image's dtype.
+    """
+    x = np.asarray(x, np.float32).ravel()
+    y = np.asarray(y, np.float32).ravel()
+    n = x.size
+    if n == 0:
+        return np.zeros(0, image.dtype)
+    rows = -(-n // _REMAP_ROW)
+    pad = rows * _REMAP_ROW - n
+    mx = np.pad(x, (0, pad)).reshape(rows, _REMAP_ROW)
+    my = np.pad(y, (0, pad)).reshape(rows, _REMAP_ROW)
+    out = cv2.remap(image, mx, my, interpolation, borderMode=border)
+    return out.ravel()[:n]

@@ -61,7 +61,7 @@ from .sfm_fallbacks import _rotation_cameras, _static_cameras
 from .sfm_focal import _check_focal, _guess_intrinsics
 from .sfm_mapping import _MIN_POINTS, _image_name, _map_keyframes
 from .sfm_registration import _keyframe_observations, _register_frames
-from .sfm_settings import ProgressFn, SFM_PRESETS, _report
+from .sfm_settings import ProgressFn, SFM_PRESETS, _report, rescue_preset
 
 __all__ = ["estimate_cameras"]
 
@@ -91,6 +91,12 @@ def _stream_frames(
         indices.append(int(frame.index))
         _report(progress, "frames", pos + 1, 0)
     return indices, selector, size
+
+
+def _mapped_enough(rec, num_keyframes: int) -> bool:
+    """A keyframe model worth keeping: at least 30 % of the keyframes (3, or 2 of 2) and enough points."""
+    min_reg = max(3, int(0.3 * num_keyframes)) if num_keyframes >= 3 else 2
+    return rec is not None and rec.num_reg_images() >= min_reg and rec.num_points3D() >= _MIN_POINTS
 
 
 def estimate_cameras(
@@ -170,8 +176,21 @@ def estimate_cameras(
     log.info("SfM: %d frames, %d keyframes (%s preset)", n, len(kf), preset)
     names = [_image_name(p) for p in kf]
     rec, num_models = _map_keyframes(sfm_dir, images_dir, names, K, focal_guess, size, cfg, progress, timings)
-    min_reg = max(3, int(0.3 * len(kf))) if len(kf) >= 3 else 2
-    if rec is None or rec.num_reg_images() < min_reg or rec.num_points3D() < _MIN_POINTS:
+    rescue_note = None
+    if not _mapped_enough(rec, len(kf)) and len(kf) >= 3:
+        # blur or faint texture: too few features to link the keyframes. Try once more with
+        # twice the keyframes (halfway frames added) and several times the features.
+        dense = sorted(set(kf) | {(a + b) // 2 for a, b in zip(kf, kf[1:]) if b - a > 1})
+        log.info("SfM: the mapping registered %d of %d keyframes; retrying with %d keyframes and more features",
+                 0 if rec is None else rec.num_reg_images(), len(kf), len(dense))
+        rec2, num2 = _map_keyframes(sfm_dir, images_dir, [_image_name(p) for p in dense], K, focal_guess, size,
+                                    rescue_preset(cfg), progress, timings)
+        if _mapped_enough(rec2, len(dense)):
+            rescue_note = (f"sfm: the first mapping failed (blur or faint texture?); recovered with {len(dense)} "
+                           "keyframes, more SIFT features and the radial distortion fixed at 0")
+            rec, num_models, kf = rec2, num2, dense
+            timings["num_keyframes"] = len(kf)
+    if not _mapped_enough(rec, len(kf)):
         got = 0 if rec is None else rec.num_reg_images()
         npts = 0 if rec is None else rec.num_points3D()
         reason = (f"structure from motion registered {got} of {len(kf)} keyframes with {npts} points "
@@ -219,7 +238,7 @@ def estimate_cameras(
     extra = _register_frames(cam, images_dir, n, posed_w2c, kf_obs, size, cfg, progress)
     timings["registration"] = time.perf_counter() - t0
 
-    warnings: list[str] = [focal_note] if focal_note else []
+    warnings: list[str] = [w for w in (rescue_note, focal_note) if w]
     lost_kf = [indices[p] for p in kf if p not in posed_w2c]
     if num_models > 1 and lost_kf:
         warnings.append(f"sfm: {num_models} disconnected models; kept the largest, keyframes {lost_kf} "

@@ -66,6 +66,7 @@ def _map_keyframes(
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.sift.max_num_features = preset.max_features
     extraction.sift.first_octave = preset.first_octave
+    extraction.sift.peak_threshold = preset.peak_threshold
 
     t0 = time.perf_counter()
     _report(progress, "extraction", 0, len(names))
@@ -101,6 +102,9 @@ def _map_keyframes(
         opts.ba_refine_extra_params = False
         opts.mapper.abs_pose_refine_focal_length = False
         opts.mapper.abs_pose_refine_extra_params = False
+    if K is None and preset.fixed_distortion:
+        opts.ba_refine_extra_params = False
+        opts.mapper.abs_pose_refine_extra_params = False
     count = [0]
 
     def _next_image() -> None:
@@ -123,7 +127,7 @@ def _map_keyframes(
         return good, len(recs)
 
     good, num = _run(opts)
-    if not good and K is None and num > 0:
+    if not good and K is None and num > 0 and not preset.fixed_distortion:
         # SIMPLE_RADIAL can diverge on weak geometry (e.g. forward motion): retry with k fixed at 0
         log.info("SfM: retrying the mapping with the radial distortion fixed at 0")
         opts.ba_refine_extra_params = False

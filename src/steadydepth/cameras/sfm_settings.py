@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .keyframes import KEYFRAME_PRESETS, KeyframePolicy
 
-__all__ = ["SfmPreset", "SFM_PRESETS", "ProgressFn"]
+__all__ = ["SfmPreset", "SFM_PRESETS", "ProgressFn", "rescue_preset"]
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ class SfmPreset:
     ``max_features``: SIFT features per keyframe; ``first_octave``: SIFT's first octave
     (-1 doubles the image first: about 3x the features, about 3-4x slower); ``overlap``:
     sequential matching window (keyframes); ``min_inliers``: 2D-3D inliers needed to accept
-    a registered frame.
+    a registered frame; ``peak_threshold``: SIFT's contrast threshold (COLMAP's default
+    0.0066; lower finds features on blurred or faint texture); ``fixed_distortion``: map
+    with the radial term held at 0 from the start.
     """
 
     keyframes: KeyframePolicy
@@ -32,6 +34,8 @@ class SfmPreset:
     overlap: int
     first_octave: int = -1
     min_inliers: int = 20
+    peak_threshold: float = 0.0066
+    fixed_distortion: bool = False
 
 
 SFM_PRESETS: dict[str, SfmPreset] = {
@@ -39,6 +43,22 @@ SFM_PRESETS: dict[str, SfmPreset] = {
     "balanced": SfmPreset(KEYFRAME_PRESETS["balanced"], max_features=4096, overlap=8, first_octave=0),
     "best": SfmPreset(KEYFRAME_PRESETS["best"], max_features=8192, overlap=12),
 }
+
+
+def rescue_preset(preset: SfmPreset) -> SfmPreset:
+    """The settings of the second mapping attempt, after the first built no usable model.
+
+    Blurred or faintly textured clips (a hand-held office, white walls) give a few hundred
+    SIFT features per keyframe and too few matches to link the keyframes: doubling the
+    image (first octave -1) and a lower contrast threshold give several times more, and the
+    radial term is held at 0 (with little geometry a free one runs away).
+    """
+    return replace(preset, first_octave=-1, peak_threshold=RESCUE_PEAK_THRESHOLD,
+                   max_features=max(preset.max_features, 8192), fixed_distortion=True)
+
+
+#: SIFT contrast threshold of the second mapping attempt (COLMAP's default is 0.0066)
+RESCUE_PEAK_THRESHOLD = 0.002
 
 
 def _report(progress: ProgressFn | None, stage: str, done: int, total: int) -> None:

@@ -49,6 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError, ReconstructionError
+from ..geometry import sample_at
 from ..types import Intrinsics
 from .robust import _graph_system, _huber_weights, _robust_affine, _robust_location, _smooth_mask, _solve_fixed
 
@@ -266,7 +267,7 @@ class ClipAligner:
         if sel.size > self.samples_per_pair:
             sel = self._rng.choice(sel, self.samples_per_pair, replace=False)
         px, py = mx.ravel()[sel], my.ravel()[sel]
-        vj = cv2.remap(cur.disp, px.reshape(-1, 1), py.reshape(-1, 1), cv2.INTER_LINEAR).ravel()
+        vj = sample_at(cur.disp, px, py, border=cv2.BORDER_CONSTANT)
         vi = prev.disp.ravel()[sel]
         a, tz = None, 0.0
         if prev.pose is not None and cur.pose is not None and self.intrinsics is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..geometry import relative_pose
+from ..geometry import relative_pose, sample_at
 from .mvs_sweep import box_mean
 
 __all__ = ["edge_test"]
@@ -76,7 +76,7 @@ def edge_test(
             mx = np.where(ok, q[0] / z, -10.0).astype(np.float32)
             my = np.where(ok, q[1] / z, -10.0).astype(np.float32)
             seen = ok & (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
-            warped = cv2.remap(src, mx[None], my[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
+            warped = sample_at(src, mx, my)
             diff = np.zeros((h, w), np.float32)
             diff[ys, xs] = ref[ys, xs] - warped
             unseen = np.zeros((h, w), np.float32)
