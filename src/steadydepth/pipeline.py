@@ -121,6 +121,65 @@ def _versions() -> dict:
     return versions
 
 
+class _DepthWriter:
+    """Writes each finished frame at the output size: the metric-hint scale (``depth=M`` fixes
+    it on the first frame), the resize to ``size = (width, height)`` and every format of the
+    run. Counts frames and clipped png16 pixels; ``metric`` is the prior's flag once known."""
+
+    def __init__(self, out: OutputFolder, opts: RunOptions, hint: tuple[str, float] | None, scale: float,
+                 units: str, size: tuple[int, int]) -> None:
+        self.out, self.opts, self.hint, self.size = out, opts, hint, size
+        self.scale, self.units = scale, units
+        self.count = 0
+        self.clipped = 0
+        self.metric: bool | None = None
+
+    def write(self, depth: np.ndarray, conf: np.ndarray) -> None:
+        if self.hint is not None and self.hint[0] == "depth" and self.count == 0:
+            med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
+            if med <= 0:
+                raise InputError("--metric-hint depth=...: the first frame has no valid depth")
+            self.scale, self.units = self.hint[1] / med, "metres"
+        if self.scale != 1.0:
+            depth = depth * np.float32(self.scale)
+        depth, conf = resize_depth(depth, conf, self.size)
+        self.clipped += self.out.write_frame(self.count, depth, conf, formats=self.opts.formats,
+                                             png_scale=self.opts.png_scale)
+        self.count += 1
+
+
+def _output_intrinsics(cameras: Cameras | None, opts: RunOptions, size: tuple[int, int]) -> Intrinsics | None:
+    """Intrinsics at the output size: the cameras', else the user's, else from ``--fov``, else None."""
+    out_w, out_h = size
+    if cameras is not None:
+        return cameras.intrinsics.scaled(out_w, out_h)
+    if opts.intrinsics is not None:
+        return opts.intrinsics.scaled(out_w, out_h)
+    if opts.hfov_deg is not None:
+        return Intrinsics.from_fov(opts.hfov_deg, out_w, out_h)
+    return None
+
+
+def _write_clip_outputs(out: OutputFolder, opts: RunOptions, source: FrameSource, count: int, size: tuple[int, int],
+                        units: str, frame_indices: list[int], cameras: Cameras | None,
+                        intr_out: Intrinsics | None) -> None:
+    """The outputs written at the end of a run: depth.npz, cameras, points, visualisation."""
+    from .exports import write_cameras, write_points, write_visualisation
+
+    out_w, out_h = size
+    if opts.npz:
+        out.write_npz(count, (out_h, out_w), units=units, frame_indices=frame_indices, cameras=cameras,
+                      intrinsics=intr_out)
+    write_cameras(out, cameras, intr_out, frame_indices, units)
+    if opts.points:
+        write_points(out, source, count, intr_out, cameras, stride=opts.points_stride)
+    if opts.vis:
+        write_visualisation(out, source, count, fps=source.fps or 24.0, cmap=opts.cmap,
+                            side_by_side=opts.side_by_side)
+
+
+# Long on purpose: the run reads top to bottom as its stages (cameras, depth, clip alignment,
+# outputs, run.json); each stage body is a helper above, what remains is the hand-over between them.
 def estimate(
     src: str | Path | Sequence[np.ndarray] | np.ndarray,
     output_dir: str | Path | None = None,
@@ -180,36 +239,23 @@ def estimate(
         t0 = time.perf_counter()
         frame_indices: list[int] = []
         images = _ImageStash(out.work_dir / "images")  # images the prior has read but not yet answered
-        state = {"count": 0, "clipped": 0, "scale": scale, "units": units, "metric": None}
+        writer = _DepthWriter(out, opts, hint, scale, units, (out_w, out_h))
         stage: ClipAlignmentStage | None = None  # relative frames waiting for the clip alignment
-
-        def finish(depth: np.ndarray, conf: np.ndarray) -> None:
-            if hint is not None and hint[0] == "depth" and state["count"] == 0:
-                med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
-                if med <= 0:
-                    raise InputError("--metric-hint depth=...: the first frame has no valid depth")
-                state["scale"], state["units"] = hint[1] / med, "metres"
-            if state["scale"] != 1.0:
-                depth = depth * np.float32(state["scale"])
-            depth, conf = resize_depth(depth, conf, (out_w, out_h))
-            state["clipped"] += out.write_frame(state["count"], depth, conf, formats=opts.formats,
-                                                png_scale=opts.png_scale)
-            state["count"] += 1
 
         fusion = _temporal_fusion(prior, cameras, opts, (proc_w, proc_h))
 
         def emit(depth: np.ndarray, conf: np.ndarray) -> None:
             for fused in (fusion.push(depth, conf) if fusion is not None else [(depth, conf)]):
-                finish(*fused)
+                writer.write(*fused)
 
         with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
             stream = _Recorder(iter(frames), frame_indices, images)
             for position, prior_out in enumerate(prior.process(stream, context)):
                 image = images.pop(position)
-                if state["metric"] is None:
-                    state["metric"] = bool(prior_out.metric)
-                    if state["metric"] and hint is None:
-                        state["units"] = "metres"
+                if writer.metric is None:
+                    writer.metric = bool(prior_out.metric)
+                    if writer.metric and hint is None:
+                        writer.units = "metres"
                 if prior_out.kind == "disparity":
                     # Relative disparity: every frame has its own scale and shift. The clip stage
                     # stores it and fits one alignment for the whole clip; written in a second pass.
@@ -220,17 +266,17 @@ def estimate(
                     emit(*_to_depth(prior_out))
                 bar.update()
             for fused in (fusion.flush() if fusion is not None else []):
-                finish(*fused)
+                writer.write(*fused)
         if stage is not None:
             t1 = time.perf_counter()
             stage.solve()
             with Progress("align", stage.count, bar=opts.progress_bar) as bar:
                 for _, depth, _ in stage.aligned(as_depth=True):
-                    finish(depth, (depth > 0).astype(np.float32))
+                    writer.write(depth, (depth > 0).astype(np.float32))
                     bar.update()
             timings["align"] = time.perf_counter() - t1
             warnings.append("relative prior: depth is in scene units fixed by the clip alignment (frame 0 gauge)")
-        count, clipped, scale, units = state["count"], state["clipped"], state["scale"], state["units"]
+        count, clipped, scale, units = writer.count, writer.clipped, writer.scale, writer.units
         timings["depth"] = time.perf_counter() - t0
         warnings.extend(source.warnings)
         if count == 0:
@@ -243,28 +289,11 @@ def estimate(
         if cameras is not None and scale != 1.0:
             cameras = _scale_cameras(cameras, scale)
             cameras.units = "metres"
-        if cameras is not None:
-            intr_out = cameras.intrinsics.scaled(out_w, out_h)
-        elif opts.intrinsics is not None:
-            intr_out = opts.intrinsics.scaled(out_w, out_h)
-        elif opts.hfov_deg is not None:
-            intr_out = Intrinsics.from_fov(opts.hfov_deg, out_w, out_h)
-        else:
-            intr_out = None
+        intr_out = _output_intrinsics(cameras, opts, (out_w, out_h))
 
         # -- outputs at the end of the run ----------------------------------------------------------
         t0 = time.perf_counter()
-        from .exports import write_cameras, write_points, write_visualisation
-
-        if opts.npz:
-            out.write_npz(count, (out_h, out_w), units=units, frame_indices=frame_indices, cameras=cameras,
-                          intrinsics=intr_out)
-        write_cameras(out, cameras, intr_out, frame_indices, units)
-        if opts.points:
-            write_points(out, source, count, intr_out, cameras, stride=opts.points_stride)
-        if opts.vis:
-            write_visualisation(out, source, count, fps=source.fps or 24.0, cmap=opts.cmap,
-                                side_by_side=opts.side_by_side)
+        _write_clip_outputs(out, opts, source, count, (out_w, out_h), units, frame_indices, cameras, intr_out)
         timings["outputs"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - started
         out.cleanup()

@@ -146,6 +146,7 @@ def _frame_index_from_name(name: str) -> int | None:
     return int(m[-1]) if m else None
 
 
+# Long on purpose: one parser of the three COLMAP text files, each section short and in file order.
 def read_colmap_text(folder: str | Path) -> Cameras:
     """Read a COLMAP model folder (``cameras.txt``/``images.txt``/``points3D.txt``, or the
     ``.bin`` files through pycolmap) into :class:`~steadydepth.types.Cameras`.

@@ -99,6 +99,105 @@ def _mapped_enough(rec, num_keyframes: int) -> bool:
     return rec is not None and rec.num_reg_images() >= min_reg and rec.num_points3D() >= _MIN_POINTS
 
 
+def _work_dirs(work_dir: Path) -> tuple[Path, Path]:
+    """Create ``work_dir/images`` and ``work_dir/sfm``; return them."""
+    images_dir = work_dir / "images"
+    sfm_dir = work_dir / "sfm"
+    try:
+        images_dir.mkdir(parents=True, exist_ok=True)
+        sfm_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create SfM work folder {work_dir}: {exc}") from exc
+    return images_dir, sfm_dir
+
+
+def _given_intrinsics(intrinsics: Intrinsics | None, hfov_deg: float | None,
+                      size: tuple[int, int]) -> tuple[Intrinsics | None, float | None]:
+    """The fixed camera (rescaled to ``size``) and the initial focal guess from ``hfov_deg``."""
+    w, h = size
+    K = intrinsics
+    if K is not None and (K.width, K.height) != (w, h):
+        log.info("intrinsics given for %dx%d, frames are %dx%d: rescaling", K.width, K.height, w, h)
+        K = K.scaled(w, h)
+    focal_guess = None
+    if hfov_deg is not None:
+        try:
+            focal_guess = Intrinsics.from_fov(hfov_deg, w, h).fx
+        except ValueError as exc:
+            raise InputError(f"hfov_deg: {exc}") from exc
+        if K is not None:
+            log.info("both intrinsics and hfov_deg given: the intrinsics win")
+            focal_guess = None
+    return K, focal_guess
+
+
+def _keyframe_model(rec, n: int) -> tuple[dict[int, np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """World-to-camera 3x4 poses and 2D-3D observations of the model's keyframes (by stream
+    position), and the positive z-depths of their points in their cameras."""
+    pos_of_name = {_image_name(p): p for p in range(n)}
+    posed_w2c: dict[int, np.ndarray] = {}
+    kf_obs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    depths = []
+    for iid in rec.reg_image_ids():
+        im = rec.images[iid]
+        p = pos_of_name[im.name]
+        M = im.cam_from_world().matrix()
+        posed_w2c[p] = M
+        xy, xyz, xyz_all = _keyframe_observations(rec, im)
+        kf_obs[p] = (xy, xyz)
+        if len(xyz_all):
+            depths.append(xyz_all @ M[2, :3] + M[2, 3])  # z in this keyframe's camera
+    z = np.concatenate(depths) if depths else np.zeros(0)
+    return posed_w2c, kf_obs, z[z > 0]
+
+
+def _poses_c2w(posed_w2c: dict[int, np.ndarray], extra: dict[int, np.ndarray], n: int,
+               scale: float) -> list[np.ndarray | None]:
+    """Camera-to-world 4x4 poses (translation times ``scale``) of the ``n`` frames, ``None`` where unposed."""
+    poses: list[np.ndarray | None] = []
+    for p in range(n):
+        M = posed_w2c.get(p, extra.get(p))
+        if M is None:
+            poses.append(None)
+            continue
+        c2w = np.eye(4)
+        c2w[:3, :3] = M[:3, :3].T
+        c2w[:3, 3] = -M[:3, :3].T @ M[:3, 3] * scale
+        poses.append(c2w)
+    return poses
+
+
+def _intrinsics_of(cam, w: int, h: int) -> tuple[Intrinsics, str | None]:
+    """OpenCV-convention intrinsics of a COLMAP camera and, for SIMPLE_RADIAL, the distortion note."""
+    params = [float(v) for v in cam.params]
+    if cam.model.name == "SIMPLE_RADIAL":
+        f, cx, cy, k = params
+        intr = Intrinsics(f, f, cx - 0.5, cy - 0.5, w, h)
+        r2 = ((w / 2.0) ** 2 + (h / 2.0) ** 2) / f**2
+        corner_px = abs(k) * r2 * np.sqrt(r2) * f
+        dmsg = (f"distortion: SIMPLE_RADIAL k={k:.6g} ({corner_px:.2f} px at the image corner); "
+                "intrinsics and poses are pinhole, images are not undistorted")
+        if corner_px > 2.0:
+            log.warning(dmsg)
+        return intr, dmsg
+    if cam.model.name == "PINHOLE":
+        fx, fy, cx, cy = params
+        return Intrinsics(fx, fy, cx - 0.5, cy - 0.5, w, h), None
+    raise ReconstructionError(f"unexpected COLMAP camera model {cam.model.name}")  # pragma: no cover
+
+
+def _export_text(result: Cameras, sfm_dir: Path, n: int) -> None:
+    """Write the result as a COLMAP text model to ``sfm_dir/model_text`` (a convenience: failures only log)."""
+    try:
+        from .colmap_io import write_colmap_text
+
+        write_colmap_text(result, sfm_dir / "model_text", [_image_name(p) for p in range(n)])
+    except OutputError as exc:
+        log.warning("could not export the COLMAP text model: %s", exc)
+
+
+# Long on purpose: the SfM steps in order with their fallbacks (static, rotation only, too few
+# points) returning early; each step is a helper of this package, what remains is the decisions.
 def estimate_cameras(
     frames: Iterable[Frame],
     work_dir: str | Path,
@@ -133,14 +232,7 @@ def estimate_cameras(
         raise InputError(f"hfov_deg must be in (1, 179) degrees, got {hfov_deg}")
     cfg = SFM_PRESETS[preset]
     timings = {} if timings is None else timings
-    work_dir = Path(work_dir)
-    images_dir = work_dir / "images"
-    sfm_dir = work_dir / "sfm"
-    try:
-        images_dir.mkdir(parents=True, exist_ok=True)
-        sfm_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create SfM work folder {work_dir}: {exc}") from exc
+    images_dir, sfm_dir = _work_dirs(Path(work_dir))
 
     t0 = time.perf_counter()
     indices, selector, size = _stream_frames(frames, images_dir, cfg.keyframes, progress)
@@ -150,19 +242,7 @@ def estimate_cameras(
     if n < 2 or selector is None:
         raise ReconstructionError(f"structure from motion needs at least 2 frames, got {n}")
     w, h = size
-    K = intrinsics
-    if K is not None and (K.width, K.height) != (w, h):
-        log.info("intrinsics given for %dx%d, frames are %dx%d: rescaling", K.width, K.height, w, h)
-        K = K.scaled(w, h)
-    focal_guess = None
-    if hfov_deg is not None:
-        try:
-            focal_guess = Intrinsics.from_fov(hfov_deg, w, h).fx
-        except ValueError as exc:
-            raise InputError(f"hfov_deg: {exc}") from exc
-        if K is not None:
-            log.info("both intrinsics and hfov_deg given: the intrinsics win")
-            focal_guess = None
+    K, focal_guess = _given_intrinsics(intrinsics, hfov_deg, size)
     if K is None and focal_guess is None:
         focal_guess = _guess_intrinsics(None, None, size)[0].fx  # seed the mapping with the default guess
 
@@ -206,22 +286,8 @@ def estimate_cameras(
 
     # --- poses of the keyframe model (COLMAP world, world-to-camera 3x4)
     t0 = time.perf_counter()
-    pos_of_name = {_image_name(p): p for p in range(n)}
-    posed_w2c: dict[int, np.ndarray] = {}
-    kf_obs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    depths = []
-    for iid in rec.reg_image_ids():
-        im = rec.images[iid]
-        p = pos_of_name[im.name]
-        M = im.cam_from_world().matrix()
-        posed_w2c[p] = M
-        xy, xyz, xyz_all = _keyframe_observations(rec, im)
-        kf_obs[p] = (xy, xyz)
-        if len(xyz_all):
-            depths.append(xyz_all @ M[2, :3] + M[2, 3])  # z in this keyframe's camera
+    posed_w2c, kf_obs, z = _keyframe_model(rec, n)
     cam = rec.cameras[rec.images[next(iter(rec.reg_image_ids()))].camera_id]
-    z = np.concatenate(depths) if depths else np.zeros(0)
-    z = z[z > 0]
     if len(z) < 10:
         return _rotation_cameras(images_dir, indices, size, K, hfov_deg,
                                  "structure from motion triangulated almost no points", timings)
@@ -243,16 +309,7 @@ def estimate_cameras(
     if num_models > 1 and lost_kf:
         warnings.append(f"sfm: {num_models} disconnected models; kept the largest, keyframes {lost_kf} "
                         "outside it were registered by tracking where possible")
-    poses: list[np.ndarray | None] = []
-    for p in range(n):
-        M = posed_w2c.get(p, extra.get(p))
-        if M is None:
-            poses.append(None)
-            continue
-        c2w = np.eye(4)
-        c2w[:3, :3] = M[:3, :3].T
-        c2w[:3, 3] = -M[:3, :3].T @ M[:3, 3] * scale
-        poses.append(c2w)
+    poses = _poses_c2w(posed_w2c, extra, n, scale)
     missing = [indices[p] for p in range(n) if poses[p] is None]
     if missing:
         msg = f"interpolated: {len(missing)} frame(s) could not be registered and got interpolated poses: {missing}"
@@ -261,22 +318,9 @@ def estimate_cameras(
         poses = interpolate_poses(poses)
 
     # --- intrinsics (OpenCV convention) and distortion note
-    params = [float(v) for v in cam.params]
-    if cam.model.name == "SIMPLE_RADIAL":
-        f, cx, cy, k = params
-        intr = Intrinsics(f, f, cx - 0.5, cy - 0.5, w, h)
-        r2 = ((w / 2.0) ** 2 + (h / 2.0) ** 2) / f**2
-        corner_px = abs(k) * r2 * np.sqrt(r2) * f
-        dmsg = (f"distortion: SIMPLE_RADIAL k={k:.6g} ({corner_px:.2f} px at the image corner); "
-                "intrinsics and poses are pinhole, images are not undistorted")
+    intr, dmsg = _intrinsics_of(cam, w, h)
+    if dmsg is not None:
         warnings.append(dmsg)
-        if corner_px > 2.0:
-            log.warning(dmsg)
-    elif cam.model.name == "PINHOLE":
-        fx, fy, cx, cy = params
-        intr = Intrinsics(fx, fy, cx - 0.5, cy - 0.5, w, h)
-    else:  # pragma: no cover - only the two models above are requested
-        raise ReconstructionError(f"unexpected COLMAP camera model {cam.model.name}")
 
     pts = np.array([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3) * scale
     cols = np.array([p.color for p in rec.points3D.values()], dtype=np.uint8).reshape(-1, 3)
@@ -285,12 +329,7 @@ def estimate_cameras(
     timings["num_interpolated"] = len(missing)
     result = Cameras(intrinsics=intr, poses=poses, frame_indices=list(indices), points=pts, colors=cols,
                      units="scene", source="pycolmap", warnings=warnings)
-    try:
-        from .colmap_io import write_colmap_text
-
-        write_colmap_text(result, sfm_dir / "model_text", [_image_name(p) for p in range(n)])
-    except OutputError as exc:  # the export is a convenience; the result stands without it
-        log.warning("could not export the COLMAP text model: %s", exc)
+    _export_text(result, sfm_dir, n)
     log.info("SfM: %d/%d keyframes in the model, %d frames by tracking, %d interpolated, focal %.1f px",
              len(posed_w2c), len(kf), len(extra), len(missing), intr.fx)
     return result

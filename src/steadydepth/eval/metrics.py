@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -211,6 +211,56 @@ class _LogHistogram:
         return float(math.exp(self.LO + (b + frac) * self.WIDTH))
 
 
+def _fit_clip_alignment(p_open: Callable[[], Iterator[Any]], g_open: Callable[[], Iterator[Any]], align: str,
+                        min_depth: float, max_depth: float, pred_is_disparity: bool) -> tuple[float, float]:
+    """Pass 1 of :func:`evaluate_depth`: the clip's ``(scale, shift)`` for ``align`` ``"sequence"``
+    (least squares in disparity) or ``"scale"`` (ratio of log-histogram medians); else ``(1, 0)``."""
+    scale, shift = 1.0, 0.0
+    if align == "sequence":
+        acc = _NormalEquations()
+        for k, p_raw, g_raw in _pairs(p_open, g_open):
+            p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
+            m = pvalid & gvalid
+            acc.add(_to_disparity(p, pvalid, pred_is_disparity)[m], 1.0 / g[m])
+        scale, shift = acc.solve("evaluate_depth")
+    elif align == "scale":
+        hp, hg = _LogHistogram(), _LogHistogram()
+        for k, p_raw, g_raw in _pairs(p_open, g_open):
+            p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
+            m = pvalid & gvalid
+            hp.add(_to_depth(p, pvalid, pred_is_disparity)[m])
+            hg.add(g[m])
+        if hp.n == 0:
+            raise InputError("evaluate_depth: no valid pixel in the whole clip (check max_depth and the inputs)")
+        scale = hg.median() / hp.median()
+    return scale, shift
+
+
+def _aligned_depth(p: np.ndarray, pvalid: np.ndarray, g: np.ndarray, m: np.ndarray, k: int, align: str,
+                   scale: float, shift: float, min_depth: float, max_depth: float, pred_is_disparity: bool,
+                   entry: dict[str, Any], frame_fits: list[tuple[float, float]]) -> np.ndarray:
+    """Pass 2 of :func:`evaluate_depth` for frame ``k``: the aligned, clipped depth. With
+    ``align="frame"`` the frame's own fit goes into ``entry`` and ``frame_fits``."""
+    if align in ("sequence", "frame"):
+        disp = _to_disparity(p, pvalid, pred_is_disparity)
+        s, t = scale, shift
+        if align == "frame":
+            if np.any(m):
+                fe = _NormalEquations()
+                fe.add(disp[m], 1.0 / g[m])
+                s, t = fe.solve(f"evaluate_depth frame {k}")
+                frame_fits.append((s, t))
+            else:
+                s, t = math.nan, math.nan
+            entry["scale"], entry["shift"] = s, t
+        return _disp_to_clipped_depth(s * disp + t, pvalid, min_depth, max_depth) if np.isfinite(s) \
+            else np.zeros_like(p)
+    depth = _to_depth(p, pvalid, pred_is_disparity)
+    return np.where(pvalid, np.clip(scale * depth, min_depth, max_depth), 0.0)
+
+
+# Long on purpose: the protocol of the module docstring, pass 1 (_fit_clip_alignment) and pass 2
+# (_aligned_depth per frame, then the scores); most of the length is the argument checks and docstring.
 def evaluate_depth(
     pred: FrameSource,
     gt: FrameSource,
@@ -262,24 +312,7 @@ def evaluate_depth(
     g_open = _opener(gt, "ground truth", passes)
 
     # ---- pass 1: fit the sequence alignment
-    scale, shift = 1.0, 0.0
-    if align == "sequence":
-        acc = _NormalEquations()
-        for k, p_raw, g_raw in _pairs(p_open, g_open):
-            p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
-            m = pvalid & gvalid
-            acc.add(_to_disparity(p, pvalid, pred_is_disparity)[m], 1.0 / g[m])
-        scale, shift = acc.solve("evaluate_depth")
-    elif align == "scale":
-        hp, hg = _LogHistogram(), _LogHistogram()
-        for k, p_raw, g_raw in _pairs(p_open, g_open):
-            p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
-            m = pvalid & gvalid
-            hp.add(_to_depth(p, pvalid, pred_is_disparity)[m])
-            hg.add(g[m])
-        if hp.n == 0:
-            raise InputError("evaluate_depth: no valid pixel in the whole clip (check max_depth and the inputs)")
-        scale = hg.median() / hp.median()
+    scale, shift = _fit_clip_alignment(p_open, g_open, align, min_depth, max_depth, pred_is_disparity)
     log.debug("evaluate_depth: align=%s scale=%.6g shift=%.6g", align, scale, shift)
 
     # ---- pass 2: align and score
@@ -293,23 +326,8 @@ def evaluate_depth(
         p, pvalid, g, gvalid = _prepare(p_raw, g_raw, k, min_depth, max_depth)
         m = pvalid & gvalid
         entry: dict[str, Any] = {"index": k}
-        if align in ("sequence", "frame"):
-            disp = _to_disparity(p, pvalid, pred_is_disparity)
-            s, t = scale, shift
-            if align == "frame":
-                if np.any(m):
-                    fe = _NormalEquations()
-                    fe.add(disp[m], 1.0 / g[m])
-                    s, t = fe.solve(f"evaluate_depth frame {k}")
-                    frame_fits.append((s, t))
-                else:
-                    s, t = math.nan, math.nan
-                entry["scale"], entry["shift"] = s, t
-            d = _disp_to_clipped_depth(s * disp + t, pvalid, min_depth, max_depth) if np.isfinite(s) \
-                else np.zeros_like(p)
-        else:
-            depth = _to_depth(p, pvalid, pred_is_disparity)
-            d = np.where(pvalid, np.clip(scale * depth, min_depth, max_depth), 0.0)
+        d = _aligned_depth(p, pvalid, g, m, k, align, scale, shift, min_depth, max_depth, pred_is_disparity,
+                           entry, frame_fits)
         n_gt_valid += int(gvalid.sum())
         if np.any(m):
             fm = depth_metrics(d, g, m)

@@ -332,6 +332,7 @@ class DepthCrafterPrior(DepthPrior):
         return ((x + 1.0) / 2.0).clamp(0.0, 1.0).mean(dim=1).cpu().numpy()
 
     # ------------------------------------------------------------------ streaming
+    # Long on purpose: one streaming loop over overlapping windows (buffer, run, blend, release in order).
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
         """Yield one disparity map per frame, in order (see the module docstring for the buffering)."""
         import torch

@@ -95,7 +95,7 @@ The measurements behind these defaults (and the alternatives tried) are in
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import asdict, fields, replace
 
 import cv2
@@ -201,6 +201,8 @@ class MVSPrior(DepthPrior):
         return best / max(scene_depth, 1e-12) >= NO_PARALLAX_RATIO
 
     # ---------------------------------------------------------------- main loop
+    # Long on purpose: the streaming schedule (read N + M ahead, raw depth, consistency, release);
+    # the per-frame work is in _raw_depth and _finish.
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
         cameras = context.cameras
         if cameras is None:
@@ -269,22 +271,23 @@ class MVSPrior(DepthPrior):
                 raw[next_raw] = self._raw_depth(next_raw, buf, poses, last, state, cameras)
                 next_raw += 1
                 self.max_cached_depths = max(self.max_cached_depths, len(raw))
-            while next_out <= next_raw - 1 - M:
-                yield self._finish(next_out, buf, raw, poses, state)
-                next_out += 1
-                self._prune(buf, raw, next_raw, next_out, N, M)
+            next_out = yield from self._release(next_out, next_raw - 1 - M, buf, raw, poses, state, next_raw, N, M)
         while next_raw <= last:
             raw[next_raw] = self._raw_depth(next_raw, buf, poses, last, state, cameras)
             next_raw += 1
             self.max_cached_depths = max(self.max_cached_depths, len(raw))
-            while next_out <= next_raw - 1 - M:
-                yield self._finish(next_out, buf, raw, poses, state)
-                next_out += 1
-                self._prune(buf, raw, next_raw, next_out, N, M)
-        while next_out <= last:
+            next_out = yield from self._release(next_out, next_raw - 1 - M, buf, raw, poses, state, next_raw, N, M)
+        yield from self._release(next_out, last, buf, raw, poses, state, next_raw, N, M)
+
+    def _release(self, next_out: int, upto: int, buf: dict, raw: dict, poses: list, state: dict, next_raw: int,
+                 N: int, M: int) -> Generator[PriorOutput, None, int]:
+        """Yield the outputs of positions ``next_out .. upto`` in order, pruning the buffers after
+        each; returns the next position to release."""
+        while next_out <= upto:
             yield self._finish(next_out, buf, raw, poses, state)
             next_out += 1
             self._prune(buf, raw, next_raw, next_out, N, M)
+        return next_out
 
     @staticmethod
     def _prune(buf: dict, raw: dict, next_raw: int, next_out: int, N: int, M: int) -> None:

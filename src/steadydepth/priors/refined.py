@@ -87,6 +87,36 @@ def _points_scale_ratio(depth: np.ndarray, pose: np.ndarray, intr: Intrinsics, p
     return float(np.median(z[inside][ok] / d[ok]))
 
 
+def _neighbours(window: deque[_Entry], e: _Entry, k_side: int, step: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(image, pose_c2w, depth)`` of the views frame ``e`` is refined against: frames
+    ``e +- step, e +- 2 step, ...`` that have a pose, topped up at the clip ends (or next to
+    unposed frames) by other posed frames of the window, farthest first (wider baseline).
+    A neighbour's depth is its refined depth once it has one."""
+    posed = {f.position: f for f in window if f.pose is not None and f.position != e.position}
+    wanted = [e.position + sign * m * step for m in range(1, k_side + 1) for sign in (-1, 1)]
+    chosen = [j for j in wanted if j in posed]
+    chosen += sorted((j for j in posed if j not in chosen),
+                     key=lambda j: -abs(j - e.position))[: len(wanted) - len(chosen)]
+    nbs = []
+    for j in chosen:
+        f = posed[j]
+        nbs.append((f.image, f.pose, f.refined if f.refined is not None else f.depth))
+    return nbs
+
+
+def _entry(position: int, frame: Frame, pose_c2w: np.ndarray | None, out: PriorOutput) -> _Entry:
+    """The window entry of one inner output, its depth and confidence at the frame's size."""
+    h, w = frame.image.shape[:2]
+    depth = resize_keep_invalid(out.values, w, h)
+    conf = out.confidence
+    if conf is not None:
+        conf = np.clip(np.asarray(conf, np.float32), 0.0, 1.0)
+        if conf.shape != (h, w):
+            conf = cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR)
+    return _Entry(position, frame.image, None if pose_c2w is None else np.asarray(pose_c2w, np.float64),
+                  depth, conf, bool(out.metric))
+
+
 class RefinedPrior(DepthPrior):
     """Wrap a depth prior and refine its depth by multi-view warping (see the module docstring).
 
@@ -130,6 +160,8 @@ class RefinedPrior(DepthPrior):
         return {"name": self.name, "spec": self.spec, "inner": self.inner.describe(),
                 "overrides": self.overrides, "depth_weight": self.depth_weight, "stats": self.last_stats}
 
+    # Long on purpose: one streaming loop (tee, window, in-order release) whose state is shared by
+    # finish(); neighbour choice and window entries are the helpers _neighbours and _entry.
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
         from ..consistency.refine import refine_depth
 
@@ -163,17 +195,7 @@ class RefinedPrior(DepthPrior):
             if e.pose is None:
                 stats["no_pose"] += 1
             elif state["refine_all"]:
-                posed = {f.position: f for f in window if f.pose is not None and f.position != e.position}
-                wanted = [e.position + sign * m * step for m in range(1, k_side + 1) for sign in (-1, 1)]
-                chosen = [j for j in wanted if j in posed]
-                # at the clip ends or next to unposed frames: other posed frames of the window,
-                # farthest first (wider baseline)
-                chosen += sorted((j for j in posed if j not in chosen),
-                                 key=lambda j: -abs(j - e.position))[: len(wanted) - len(chosen)]
-                nbs = []
-                for j in chosen:
-                    f = posed[j]
-                    nbs.append((f.image, f.pose, f.refined if f.refined is not None else f.depth))
+                nbs = _neighbours(window, e, k_side, step)
                 intr = intr_for(w, h)
                 ratio = _points_scale_ratio(e.depth, e.pose, intr, points)
                 if ratio is not None and not (1 / self.max_scale_disagreement < ratio < self.max_scale_disagreement):
@@ -217,16 +239,8 @@ class RefinedPrior(DepthPrior):
                         state["refine_all"] = False
                         log.warning("refine prior '%s': the inner depth is not anchored to the camera scale "
                                     "(gauge %s); frames pass through unrefined", self.spec, gauge)
-                h, w = frame.image.shape[:2]
-                depth = resize_keep_invalid(out.values, w, h)
-                conf = out.confidence
-                if conf is not None:
-                    conf = np.clip(np.asarray(conf, np.float32), 0.0, 1.0)
-                    if conf.shape != (h, w):
-                        conf = cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR)
                 pose = cameras.poses[n] if n < len(cameras.poses) else None
-                window.append(_Entry(n, frame.image, None if pose is None else np.asarray(pose, np.float64),
-                                     depth, conf, bool(out.metric)))
+                window.append(_entry(n, frame, pose, out))
                 stats["window_high_water"] = max(stats["window_high_water"], len(window))
                 n += 1
                 while next_out <= n - 1 - radius:
