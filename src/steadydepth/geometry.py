@@ -35,6 +35,7 @@ __all__ = [
     "interpolate_poses",
     "world_to_camera",
     "project_points",
+    "project_camera_points",
     "scale_K",
     "resize_depth",
     "resize_keep_invalid",
@@ -255,6 +256,22 @@ def project_points(
     u = intr.fx * X[front, 0] / zf + intr.cx
     v = intr.fy * X[front, 1] / zf + intr.cy
     return u, v, zf
+
+
+def project_camera_points(K: np.ndarray, X_cam: np.ndarray, *, min_depth: float = 1e-9
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pinhole projection of camera-frame points ``X_cam`` ``(3, N)`` through ``K`` (3x3).
+
+    Returns ``(u, v, in_front)``: pixel coordinates ``(N,)`` (OpenCV centres; inf/NaN behind or on
+    the camera plane) and the mask ``z > min_depth``.
+    """
+    z = X_cam[2]
+    in_front = z > min_depth
+    q = K @ X_cam
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = q[0] / z
+        v = q[1] / z
+    return u, v, in_front
 
 
 def scale_K(K: np.ndarray, size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry import project_camera_points
+
 __all__ = ["ConsistencyResult", "reproject_check", "geometric_consistency"]
 
 log = logging.getLogger(__name__)
@@ -82,12 +84,8 @@ def reproject_check(
     d_safe = np.where(valid, d, 1.0)
     X_ref = (np.linalg.inv(K) @ pix) * d_safe
     X_src = R @ X_ref + t
-    z_src = X_src[2]
-    valid &= z_src > 1e-9
-    q = K_src @ X_src
-    with np.errstate(divide="ignore", invalid="ignore"):
-        qu = q[0] / z_src
-        qv = q[1] / z_src
+    qu, qv, in_front = project_camera_points(K_src, X_src)
+    valid &= in_front
     valid &= (qu >= 0) & (qu <= ws - 1) & (qv >= 0) & (qv <= hs - 1)
     qu = np.where(valid, qu, -1.0).astype(np.float32)
     qv = np.where(valid, qv, -1.0).astype(np.float32)
@@ -113,11 +111,9 @@ def reproject_check(
     Y_src = (np.linalg.inv(K_src) @ qh) * s_safe
     Y_ref = R.T @ (Y_src - t)
     z_back = Y_ref[2]
-    valid &= z_back > 1e-9
-    p_back = K @ Y_ref
+    pu, pv, in_front = project_camera_points(K, Y_ref)
+    valid &= in_front
     with np.errstate(divide="ignore", invalid="ignore"):
-        pu = p_back[0] / z_back
-        pv = p_back[1] / z_back
         pix_err = np.hypot(pu - pix[0], pv - pix[1])
         rel_err = np.abs(z_back - d_safe) / d_safe
     pix_err = np.where(valid, pix_err, np.inf)
