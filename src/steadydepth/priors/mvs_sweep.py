@@ -19,6 +19,12 @@ from .mvs_settings import NO_PARALLAX_RATIO, MVSSettings
 
 __all__ = ["select_sources", "plane_sweep", "box_mean"]
 
+#: matching confidence is ``clip((NCC - NCC_CONFIDENCE_LOW) / NCC_CONFIDENCE_SPAN, 0, 1)`` of the winner
+NCC_CONFIDENCE_LOW = 0.2
+NCC_CONFIDENCE_SPAN = 0.6
+#: uniqueness is ``clip((c2 - c1) / UNIQUENESS_MARGIN, 0, 1)``: c1 the best cost, c2 the next local minimum
+UNIQUENESS_MARGIN = 0.1
+
 
 # --------------------------------------------------------------------------- geometry
 
@@ -200,6 +206,7 @@ def _half(img: np.ndarray) -> np.ndarray:
     return cv2.resize(img, (max(8, w // 2), max(8, h // 2)), interpolation=cv2.INTER_AREA)
 
 
+# Long on purpose: the coarse sweep and its fine refinement share every intermediate map.
 def plane_sweep(
     ref: np.ndarray,
     sources: list[np.ndarray],
@@ -234,7 +241,7 @@ def plane_sweep(
                                             settings.ncc_radius)
     best, offset, c0, second, inner = _winner(agg)
     rho_c = rho[best, 0] + offset * step
-    uniq = np.clip((second - c0) / 0.1, 0.0, 1.0)
+    uniq = np.clip((second - c0) / UNIQUENESS_MARGIN, 0.0, 1.0)
     conf_c = np.where(inner & textured_c, uniq, 0.0).astype(np.float32)
     del agg
 
@@ -272,12 +279,12 @@ def plane_sweep(
             inner_f = np.where(take, ig, inner_f)
             start += n
         ncc_best = 1.0 - best_c
-        conf = np.clip((ncc_best - 0.2) / 0.6, 0.0, 1.0) * conf_up
+        conf = np.clip((ncc_best - NCC_CONFIDENCE_LOW) / NCC_CONFIDENCE_SPAN, 0.0, 1.0) * conf_up
         conf = np.where(textured & inner_f & (rho_best > 0), conf, 0.0)
     else:
         rho_best = rho_c
         ncc_best = 1.0 - c0
-        conf = np.clip((ncc_best - 0.2) / 0.6, 0.0, 1.0) * conf_c
+        conf = np.clip((ncc_best - NCC_CONFIDENCE_LOW) / NCC_CONFIDENCE_SPAN, 0.0, 1.0) * conf_c
         conf = np.where(rho_best > 0, conf, 0.0)
         if settings.coarse_to_fine:  # coarse only: bring it to full size
             rho_best = cv2.resize(rho_best.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
