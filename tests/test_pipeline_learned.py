@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from steadydepth.cli import main
 from steadydepth.synthetic import render_clip, save_clip
 
 
+@pytest.mark.slow
 def test_hf_prior_alone_and_fused_with_mvs(tiny_da, tmp_path):
     folder, _, _ = tiny_da(metric=False)
     clip_dir = save_clip(render_clip(num_frames=12, width=240, height=180, seed=0), tmp_path / "clip")
