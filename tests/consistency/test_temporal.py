@@ -10,7 +10,7 @@ from steadydepth.consistency.temporal import (
     TemporalSettings,
     backproject_world,
     splat_depth,
-    weighted_median,
+    median_of_valid,
 )
 from steadydepth.synthetic import render_clip
 
@@ -45,13 +45,12 @@ def test_splat_keeps_the_nearest_surface():
     assert (out > 0).sum() == 1
 
 
-def test_weighted_median_ignores_zero_weights():
-    values = np.array([1.0, 5.0, 2.0, 100.0], np.float32).reshape(4, 1, 1)
-    weights = np.array([1.0, 1.0, 1.0, 0.0], np.float32).reshape(4, 1, 1)
-    med, total = weighted_median(values, weights)
-    assert med[0, 0] == pytest.approx(2.0) and total[0, 0] == pytest.approx(3.0)
-    med, total = weighted_median(values, np.zeros_like(weights))
-    assert med[0, 0] == 0.0 and total[0, 0] == 0.0
+def test_median_ignores_invalid_entries():
+    values = np.array([1.0, 5.0, 2.0, 0.0], np.float32).reshape(4, 1, 1)
+    med, count = median_of_valid(values)
+    assert med[0, 0] == pytest.approx(2.0) and count[0, 0] == 3
+    med, count = median_of_valid(np.zeros_like(values))
+    assert med[0, 0] == 0.0 and count[0, 0] == 0
 
 
 def _fuse_all(fusion: TemporalFusion, depths, confs):

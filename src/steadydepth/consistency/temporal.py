@@ -5,11 +5,11 @@ still wobbles from frame to frame: each frame is matched, filled and snapped on 
 This stage makes the static scene consistent *by construction*: the depth of each
 neighbour ``j`` in ``r - radius .. r + radius`` is back-projected to world points with its
 camera and splatted into frame ``r`` with a z-buffer (nearest pixel, nearest surface wins,
-so occluded surfaces do not leak through), and each pixel takes the weighted median of
-the candidates (its own depth and every neighbour's that lands on it). A median keeps what
+so occluded surfaces do not leak through), and each pixel takes the median of the
+candidates (its own depth and every neighbour's that lands on it). A median keeps what
 most views agree on: a moving object, or one view's mismatch, is outvoted and does not
-smear. The output confidence is the input confidence times the share of the candidates'
-weight that agrees with the fused value within ``agree_tol``.
+smear. The output confidence is the input confidence times the share of the candidates
+that agree with the fused value within ``agree_tol``.
 
 It streams: frames are pushed in order and come out ``radius`` frames later, with at most
 ``2 radius + 1`` frames held, so memory is flat in clip length.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TemporalSettings", "TemporalFusion", "backproject_world", "splat_depth", "weighted_median"]
+__all__ = ["TemporalSettings", "TemporalFusion", "backproject_world", "splat_depth", "median_of_valid"]
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +36,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TemporalSettings:
     """``radius``: neighbours on each side (0 turns the stage off); ``agree_tol``: relative
-    depth difference within which a candidate counts as agreeing with the fused value;
-    ``self_weight``: weight of a frame's own depth relative to one neighbour's."""
+    depth difference within which a candidate counts as agreeing with the fused value."""
 
     radius: int = 3
     agree_tol: float = 0.05
-    self_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.radius < 0:
             raise ValueError(f"temporal radius must be >= 0, got {self.radius}")
         if not self.agree_tol > 0:
             raise ValueError(f"agree_tol must be > 0, got {self.agree_tol}")
-        if not self.self_weight > 0:
-            raise ValueError(f"self_weight must be > 0, got {self.self_weight}")
 
 
 def backproject_world(depth: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray) -> np.ndarray:
@@ -86,19 +82,16 @@ def splat_depth(points_world: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray, s
     return zbuf.reshape(h, w)
 
 
-def weighted_median(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel weighted median over axis 0 of ``values`` ``(V, H, W)``; entries with weight 0 are ignored.
+def median_of_valid(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel (lower) median over axis 0 of the valid (``> 0``) entries of ``values`` ``(V, H, W)``.
 
-    Returns ``(median, total_weight)``, both ``(H, W)``; the median is 0 where the total weight is 0.
+    Returns ``(median, count)``, both ``(H, W)``: the median is 0 where no entry is valid.
     """
-    vals = np.where(weights > 0, values, np.inf).astype(np.float32)
-    order = np.argsort(vals, axis=0, kind="stable")
-    vs = np.take_along_axis(vals, order, axis=0)
-    cum = np.cumsum(np.take_along_axis(weights.astype(np.float32), order, axis=0), axis=0)
-    total = cum[-1]
-    k = np.argmax(cum >= 0.5 * total[None], axis=0)
-    med = np.take_along_axis(vs, k[None], axis=0)[0]
-    return np.where((total > 0) & np.isfinite(med), med, 0.0).astype(np.float32), total
+    valid = values > 0
+    count = valid.sum(axis=0)
+    ordered = np.sort(np.where(valid, values, np.inf).astype(np.float32), axis=0)
+    med = np.take_along_axis(ordered, (np.maximum(count - 1, 0) // 2)[None], axis=0)[0]
+    return np.where(count > 0, med, 0.0).astype(np.float32), count
 
 
 class TemporalFusion:
@@ -166,11 +159,9 @@ class TemporalFusion:
         s = self.settings
         cands = [depth] + [splat_depth(p, self.K, pose, (w, h)) for p in neighbours]
         values = np.stack(cands)
-        weights = (values > 0).astype(np.float32)
-        weights[0] *= np.float32(s.self_weight)
-        fused, total = weighted_median(values, weights)
-        agree = (np.abs(values - fused[None]) <= s.agree_tol * fused[None]) & (weights > 0)
-        share = np.where(total > 0, (weights * agree).sum(axis=0) / np.maximum(total, 1e-12), 0.0)
+        fused, count = median_of_valid(values)
+        agree = ((np.abs(values - fused[None]) <= s.agree_tol * fused[None]) & (values > 0)).sum(axis=0)
+        share = agree / np.maximum(count, 1)
         keep = fused > 0
         fused = np.where(keep, fused, depth).astype(np.float32)
         conf_out = np.where(keep, conf * share, conf).astype(np.float32)
