@@ -26,7 +26,7 @@ the spread (min-max) of AbsRel, delta1 and TAE.
 Cross-check against the independent scorer ``../shared/tools/score_depth.py`` (done by hand once,
 on the depth.npz of one default balanced run of ``sevenscenes_redkitchen`` at main 73cdc35 with
 other work in progress in the tree; K = 585,585,320,240 as ``../shared/tools/real_check.sh``
-calls it, ground truth from :func:`~steadydepth.eval.datasets.load_sevenscenes`):
+calls it, ground truth from :func:`~steadydepth.eval.real_sequences.load_sevenscenes`):
 
     this script (evaluate_output)   AbsRel 0.118488  delta1 0.871408  TAE 2.0697
     score_depth.py                  AbsRel 0.118488  delta1 0.871408  TAE 2.0855

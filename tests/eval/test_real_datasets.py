@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from steadydepth.errors import InputError
-from steadydepth.eval.datasets import load_ground_truth, load_realsense_folder, load_sevenscenes
+from steadydepth.eval.datasets import load_ground_truth
+from steadydepth.eval.real_sequences import load_realsense_folder, load_sevenscenes
 from steadydepth.types import Intrinsics
 
 H, W = 12, 16

@@ -17,9 +17,9 @@ Formats
   intrinsics); see :func:`load_open3d_rgbd`.
 * Microsoft 7-Scenes frames (``frame-NNNNNN.color.png|jpg``, ``frame-NNNNNN.depth.png``
   uint16 millimetres, ``frame-NNNNNN.pose.txt`` camera-to-world metres,
-  ``camera-intrinsics.txt`` of the *depth* camera); see :func:`load_sevenscenes`.
+  ``camera-intrinsics.txt`` of the *depth* camera); see :func:`~steadydepth.eval.real_sequences.load_sevenscenes`.
 * A RealSense recording folder (``rgb/rgbNNNNN.png``, ``depth/depthNNNNN.png`` uint16
-  millimetres aligned to colour, no poses, no intrinsics); see :func:`load_realsense_folder`.
+  millimetres aligned to colour, no poses, no intrinsics); see :func:`~steadydepth.eval.real_sequences.load_realsense_folder`.
 * Single frames (:func:`load_rgbd_pair`): TUM RGB-D (uint16, 5000 per metre), NYU Depth v2
   raw Kinect ``.pgm`` (little-endian 11-bit disparity-like values, converted with the NYU
   toolbox's ``351.3 / (1092.5 - raw)`` and registered to the colour camera) and SUN RGB-D
@@ -47,8 +47,6 @@ __all__ = [
     "load_gt_folder",
     "load_open3d_rgbd",
     "read_open3d_log",
-    "load_sevenscenes",
-    "load_realsense_folder",
     "load_rgbd_pair",
     "rgbd_intrinsics",
     "nyu_raw_to_metres",
@@ -415,175 +413,13 @@ def load_rgbd_pair(color_path: str | Path, depth_path: str | Path,
 # ----------------------------------------------------------------------------------------
 # Microsoft 7-Scenes (as shipped by tsdf-fusion: frame-NNNNNN.{color.png|jpg,depth.png,pose.txt})
 # ----------------------------------------------------------------------------------------
-_SEVENSCENES_COLOR = re.compile(r"^frame-(\d+)\.color\.(png|jpg|jpeg)$", re.IGNORECASE)
-_SEVENSCENES_K = (585.0, 585.0, 320.0, 240.0)  # nominal depth-camera intrinsics of 7-Scenes
-
-
-def _read_matrix(path: Path, shape: tuple[int, int], what: str) -> np.ndarray:
-    """A whitespace-separated float matrix of ``shape`` from a text file (``InputError`` naming it)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
-    try:
-        vals = [float(x) for x in text.split()]
-    except ValueError as exc:
-        raise InputError(f"{path}: bad {what} ({exc})") from exc
-    if len(vals) != shape[0] * shape[1]:
-        raise InputError(f"{path}: bad {what}: expected {shape[0]}x{shape[1]} numbers, found {len(vals)}")
-    m = np.asarray(vals, dtype=np.float64).reshape(shape)
-    if not np.all(np.isfinite(m)):
-        raise InputError(f"{path}: bad {what}: non-finite values")
-    return m
-
-
-def load_sevenscenes(folder: str | Path, *, max_depth: float = 10.0, load_images: bool = True,
-                     depth_scale: float = 1000.0) -> GroundTruthSequence:
-    """Read a Microsoft 7-Scenes sequence folder (the layout tsdf-fusion ships).
-
-    Files per frame ``NNNNNN`` (frames in numeric order): ``frame-NNNNNN.color.png`` or
-    ``.jpg`` (640x480 RGB), ``frame-NNNNNN.depth.png`` (uint16 millimetres, ``depth_scale``
-    units per metre; ``0`` and ``65535`` = no measurement -> ``0``) and
-    ``frame-NNNNNN.pose.txt`` (4x4 camera-to-world, metres, OpenCV axes: KinectFusion's
-    tracking). ``camera-intrinsics.txt`` (3x3) is optional; without it the nominal
-    585 / 585 / 320 / 240 is used.
-
-    **Intrinsics carried:** those of the *depth* camera (``camera-intrinsics.txt``, nominally
-    fx = fy = 585, cx = 320, cy = 240), the camera the depth maps and poses belong to. The
-    depth is **not registered** to the colour images: the Kinect v1 colour camera's focal is
-    near 520-530 px, so depth pixel (u, v) is near, not at, colour pixel (u, v) (a ~1.11x zoom
-    and a small shift; centimetre-level misalignment at object boundaries). Use these
-    intrinsics to score TAE with the ground-truth depth/poses, not as the colour camera's.
-
-    Raises :class:`~steadydepth.errors.InputError` naming the file for a missing or
-    unreadable depth image, pose file or colour image, or a depth of another size.
-    """
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise InputError(f"{root}: 7-Scenes folder not found")
-    colors: list[tuple[int, Path]] = []
-    for p in root.iterdir():
-        m = _SEVENSCENES_COLOR.match(p.name)
-        if m and p.is_file():
-            colors.append((int(m.group(1)), p))
-    colors.sort()
-    if not colors:
-        raise InputError(f"{root}: no frame-NNNNNN.color.png/.jpg files (not a 7-Scenes folder)")
-    intr_path = root / "camera-intrinsics.txt"
-    if intr_path.is_file():
-        K = _read_matrix(intr_path, (3, 3), "camera intrinsics")
-    else:
-        fx, fy, cx, cy = _SEVENSCENES_K
-        K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        log.info("%s: no camera-intrinsics.txt; using the nominal 7-Scenes depth intrinsics %s", root, _SEVENSCENES_K)
-    depth: list[np.ndarray] = []
-    poses = np.empty((len(colors), 4, 4))
-    images: list[np.ndarray] | None = [] if load_images else None
-    size: tuple[int, int] | None = None
-    for k, (_, cp) in enumerate(colors):
-        stem = cp.name[: cp.name.lower().index(".color.")]
-        dp, pp = root / f"{stem}.depth.png", root / f"{stem}.pose.txt"
-        if not dp.is_file():
-            raise InputError(f"{dp}: depth image missing (colour frame {cp.name} has no depth)")
-        if not pp.is_file():
-            raise InputError(f"{pp}: pose file missing (colour frame {cp.name} has no pose)")
-        raw = _read_u16(dp)
-        if size is None:
-            size = raw.shape
-        elif raw.shape != size:
-            raise InputError(f"{dp}: depth is {raw.shape[1]}x{raw.shape[0]}, earlier frames are {size[1]}x{size[0]}")
-        d = raw.astype(np.float32) / float(depth_scale)
-        d[raw == 65535] = 0.0
-        depth.append(d)
-        poses[k] = _read_matrix(pp, (4, 4), "camera-to-world pose")
-        if images is not None:
-            images.append(_read_image(cp))
-    assert size is not None
-    intr = Intrinsics.from_K(K, size[1], size[0])
-    return GroundTruthSequence(images=images, depth=depth, intrinsics=intr, poses=poses, name=root.name,
-                               max_depth=max_depth)
-
-
-def _sevenscenes_like(root: Path) -> bool:
-    return (root / "camera-intrinsics.txt").is_file() or any(root.glob("frame-*.pose.txt"))
-
-
-# ----------------------------------------------------------------------------------------
-# RealSense recording folder (rgb/rgbNNNNN.png, depth/depthNNNNN.png)
-# ----------------------------------------------------------------------------------------
-_REALSENSE_NAME = re.compile(r"^(rgb|depth)(\d+)\.png$", re.IGNORECASE)
-
-
-def load_realsense_folder(folder: str | Path, *, max_depth: float = 10.0, load_images: bool = True,
-                          depth_scale: float = 1000.0, invalid_above: float = 10.0) -> GroundTruthSequence:
-    """Read a RealSense RGB-D recording folder: ``rgb/rgbNNNNN.png`` + ``depth/depthNNNNN.png``.
-
-    Frames are paired by their number ``NNNNN`` and kept in numeric order (the file order;
-    such recordings' timestamps are not used). Depth is uint16 raw device units,
-    ``depth_scale`` per metre (millimetres, the D4xx default), already aligned to the colour
-    camera by the recorder; ``0`` = no measurement and values above ``invalid_above`` metres
-    (including 65535) are sensor noise, both set to ``0`` (invalid).
-
-    No poses and no intrinsics come with such a folder: ``poses`` and ``intrinsics`` are
-    ``None`` (so AbsRel / delta1 can be scored, TAE cannot).
-
-    Raises :class:`~steadydepth.errors.InputError` naming the file for a colour frame without
-    its depth (or the reverse), an unreadable image, or frames of different sizes.
-    """
-    root = Path(folder).expanduser()
-    rgb_dir, depth_dir = root / "rgb", root / "depth"
-    if not rgb_dir.is_dir() or not depth_dir.is_dir():
-        raise InputError(f"{root}: a RealSense folder needs rgb/ and depth/ subfolders")
-
-    def numbered(d: Path, kind: str) -> dict[int, Path]:
-        out: dict[int, Path] = {}
-        for p in d.iterdir():
-            m = _REALSENSE_NAME.match(p.name)
-            if m and m.group(1).lower() == kind and p.is_file():
-                out[int(m.group(2))] = p
-        return out
-
-    rgb, dep = numbered(rgb_dir, "rgb"), numbered(depth_dir, "depth")
-    if not rgb:
-        raise InputError(f"{rgb_dir}: no rgbNNNNN.png files")
-    for n, p in sorted(rgb.items()):
-        if n not in dep:
-            raise InputError(f"{depth_dir}: depth missing for {p.name} (expected depth{p.name[3:]})")
-    for n, p in sorted(dep.items()):
-        if n not in rgb:
-            raise InputError(f"{rgb_dir}: colour image missing for {p.name} (expected rgb{p.name[5:]})")
-    depth: list[np.ndarray] = []
-    images: list[np.ndarray] | None = [] if load_images else None
-    size: tuple[int, int] | None = None
-    for n in sorted(rgb):
-        raw = _read_u16(dep[n])
-        if size is None:
-            size = raw.shape
-        elif raw.shape != size:
-            raise InputError(f"{dep[n]}: depth is {raw.shape[1]}x{raw.shape[0]}, earlier frames are {size[1]}x{size[0]}")
-        d = raw.astype(np.float32) / float(depth_scale)
-        d[d > invalid_above] = 0.0
-        depth.append(d)
-        if images is not None:
-            img = _read_image(rgb[n])
-            if img.shape[:2] != raw.shape:
-                raise InputError(f"{rgb[n]}: colour is {img.shape[1]}x{img.shape[0]} but its depth "
-                                 f"{dep[n].name} is {raw.shape[1]}x{raw.shape[0]}")
-            images.append(img)
-    return GroundTruthSequence(images=images, depth=depth, intrinsics=None, poses=None, name=root.name,
-                               max_depth=max_depth)
-
-
-# ----------------------------------------------------------------------------------------
-# dispatch
-# ----------------------------------------------------------------------------------------
 def load_ground_truth(path: str | Path, *, max_depth: float | None = None) -> GroundTruthSequence:
     """Read ground truth from ``path``, recognising the layout from what the folder holds.
 
     * ``cameras.json`` + ``depth/`` (or a folder holding ``gt/`` with them): :func:`load_gt_folder`;
     * ``trajectory.log`` or ``camera_*.json`` with ``color/`` and ``depth/``: :func:`load_open3d_rgbd`;
-    * ``frame-NNNNNN.color.*`` with ``camera-intrinsics.txt`` or ``frame-*.pose.txt``: :func:`load_sevenscenes`;
-    * ``rgb/`` and ``depth/`` (no ``cameras.json``): :func:`load_realsense_folder`.
+    * ``frame-NNNNNN.color.*`` with ``camera-intrinsics.txt`` or ``frame-*.pose.txt``: :func:`~steadydepth.eval.real_sequences.load_sevenscenes`;
+    * ``rgb/`` and ``depth/`` (no ``cameras.json``): :func:`~steadydepth.eval.real_sequences.load_realsense_folder`.
 
     Raises :class:`~steadydepth.errors.InputError` naming ``path`` otherwise.
     """
@@ -597,6 +433,8 @@ def load_ground_truth(path: str | Path, *, max_depth: float | None = None) -> Gr
         return load_gt_folder(root, **kw)
     if (root / "color").is_dir() and (root / "depth").is_dir() and any(root.glob("camera*.json")):
         return load_open3d_rgbd(root, **kw)
+    from .real_sequences import _sevenscenes_like, load_realsense_folder, load_sevenscenes
+
     if _sevenscenes_like(root):
         return load_sevenscenes(root, **kw)
     if (root / "rgb").is_dir() and (root / "depth").is_dir():
