@@ -245,7 +245,7 @@ def estimate(
         fusion = _temporal_fusion(prior, cameras, opts, (proc_w, proc_h))
 
         def emit(depth: np.ndarray, conf: np.ndarray) -> None:
-            for fused in (fusion.push(depth, conf) if fusion is not None else [(depth, conf)]):
+            for fused in fusion.push(depth, conf):
                 writer.write(*fused)
 
         with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
@@ -265,7 +265,7 @@ def estimate(
                 else:
                     emit(*_to_depth(prior_out))
                 bar.update()
-            for fused in (fusion.flush() if fusion is not None else []):
+            for fused in fusion.flush():
                 writer.write(*fused)
         if stage is not None:
             t1 = time.perf_counter()
@@ -408,17 +408,16 @@ def _estimate_cameras(frames: _ResizedFrames, source: FrameSource, prior_name: s
     return cameras
 
 
-def _temporal_fusion(prior, cameras: Cameras | None, opts: RunOptions,
-                     size: tuple[int, int]) -> TemporalFusion | None:
-    """The temporal fusion stage for a prior whose depth is in the cameras' units, else None.
+def _temporal_fusion(prior, cameras: Cameras | None, opts: RunOptions, size: tuple[int, int]) -> TemporalFusion:
+    """The temporal fusion stage; a pass-through (radius 0) unless the depth is in the cameras' units.
 
     Priors that need the cameras (``mvs``, combinations with it, refinement) give depth in
     the units of the camera poses, so neighbouring frames can be compared through them.
     """
-    if cameras is None or not prior.needs_cameras or not opts.temporal_radius:
-        return None
-    if any(w.startswith("no-parallax:") for w in cameras.warnings) or cameras.num_posed < 2:
-        return None
+    usable = (cameras is not None and prior.needs_cameras and cameras.num_posed >= 2
+              and not any(w.startswith("no-parallax:") for w in cameras.warnings))
+    if not usable or not opts.temporal_radius:
+        return TemporalFusion(np.eye(3), [], TemporalSettings(radius=0))
     K = cameras.intrinsics.scaled(*size).K
     return TemporalFusion(K, list(cameras.poses), TemporalSettings(radius=opts.temporal_radius))
 
