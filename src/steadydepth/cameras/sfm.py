@@ -280,8 +280,8 @@ def estimate_cameras(
     focal_note = None
     if K is None:
         t0 = time.perf_counter()
-        prior = _guess_intrinsics(None, hfov_deg, size)[0].fx  # --fov, else the default guess
-        rec, focal_note = _check_focal(rec, prior, from_fov=hfov_deg is not None)
+        # the mapping's seed is the prior: --fov, else the default guess
+        rec, focal_note = _check_focal(rec, focal_guess, from_fov=hfov_deg is not None)
         timings["focal_check"] = time.perf_counter() - t0
 
     # --- poses of the keyframe model (COLMAP world, world-to-camera 3x4)
