@@ -43,6 +43,7 @@ def _focal_fixed_ba(rec, focal: float, refine_distortion: bool = True):
     opts.refine_focal_length = False
     opts.refine_extra_params = refine_distortion
     opts.print_summary = False
+    opts.ceres.solver_options.num_threads = 1  # repeatable: the same sums in the same order
     with _quiet_colmap():
         pycolmap.bundle_adjustment(out, opts)
     return out
