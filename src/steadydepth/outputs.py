@@ -33,6 +33,7 @@ import numpy as np
 from .errors import OutputError
 from .io.atomic import atomic_path, atomic_write_json
 from .io.depth_files import DEPTH_FORMATS, write_depth, write_npz_stream
+from .options import option_text
 from .types import Cameras, Intrinsics
 
 __all__ = ["OutputFolder", "RUN_MARKERS"]
@@ -66,7 +67,7 @@ class OutputFolder:
             if not self.overwrite:
                 raise OutputError(
                     f"{root}: folder already holds a run ({', '.join(found)}); "
-                    "pass --overwrite to replace it, or choose another folder"
+                    f"pass {option_text('overwrite', True)} to replace it, or choose another folder"
                 )
             for name in found:
                 path = root / name
