@@ -84,6 +84,7 @@ class DepthVideo:
                 continue
             dest = target.root / entry.name
             shutil.copytree(entry, dest) if entry.is_dir() else shutil.copy2(entry, dest)
+        target.discard_previous()
         return target.root
 
 
@@ -191,7 +192,8 @@ def estimate(
 
     ``options`` (or keyword overrides of :class:`~steadydepth.options.RunOptions` fields)
     choose the prior, preset, frame range and outputs. Every option and the input are
-    checked before the output folder is touched. Results go to ``output_dir`` as they
+    checked before the output folder is touched; a run it replaces (``overwrite``) is put
+    back if this one fails before its first frame. Results go to ``output_dir`` as they
     finish; the returned :class:`DepthVideo` reads them back lazily. With ``output_dir=None``
     they go to a temporary folder that is removed when the run fails or when the returned
     :class:`DepthVideo` is garbage-collected (``DepthVideo.save`` keeps a copy).
@@ -219,7 +221,7 @@ def estimate(
     }
     out.write_json("run.json", run_info)
 
-    with _discard_if_temporary(out.root, temporary), _record_failure(out, run_info):
+    with _undo_on_failure(out, temporary), _record_failure(out, run_info):
         frames = _ResizedFrames(source, opts.max_res)
         proc_w, proc_h = frames.size
         out_w, out_h = (source.width, source.height) if opts.output_res == "input" else (proc_w, proc_h)
@@ -372,13 +374,16 @@ class _Recorder:
 
 
 @contextmanager
-def _discard_if_temporary(folder: Path, temporary: bool) -> Iterator[None]:
-    """Remove ``folder`` when the run fails and the folder is a temporary one (no ``output_dir``)."""
+def _undo_on_failure(out: OutputFolder, temporary: bool) -> Iterator[None]:
+    """On failure, remove a temporary folder (no ``output_dir``), or put back the run that
+    ``--overwrite`` was replacing when this run failed before writing its first frame."""
     try:
         yield
     except BaseException:
         if temporary:
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(out.root, ignore_errors=True)
+        elif out.restore_previous():
+            log.warning("%s: the new run stopped before its first frame; the run it was replacing is kept", out.root)
         raise
 
 

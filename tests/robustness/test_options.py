@@ -246,3 +246,60 @@ def test_eval_max_depth_must_be_positive(clip, tmp_path, capsys, value):
     rc = main(["eval", str(tmp_path), "--gt", str(clip / "gt"), "--max-depth", value])
     assert rc == InputError.exit_code
     assert "--max-depth" in _error_line(capsys)
+
+
+# -- --overwrite keeps the old run until the new one has a frame -------------------------------------------
+
+def _failing_passthrough(monkeypatch, after: int, exc: BaseException):
+    """The I/O prior, made to raise ``exc`` once it has yielded ``after`` frames."""
+    import steadydepth.priors.passthrough as passthrough
+
+    original = passthrough.PassthroughPrior.process
+
+    def failing(self, frames, context):
+        for k, out in enumerate(original(self, frames, context)):
+            if k == after:
+                raise exc
+            yield out
+
+    monkeypatch.setattr(passthrough.PassthroughPrior, "process", failing)
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()], ids=["failure", "interrupt"])
+def test_overwrite_that_stops_before_its_first_frame_keeps_the_old_run(finished_run, clip, monkeypatch, exc):
+    out, snapshot = finished_run
+    _failing_passthrough(monkeypatch, 0, exc)
+    args = ["run", str(clip / "images"), "-o", str(out), "--overwrite", "--quiet", "--no-vis", "--prior",
+            "io-passthrough", "--stride", "2"]
+    assert main(args) != 0
+    _unchanged(out, snapshot)
+    assert not (out / ".previous").exists()
+
+
+def test_overwrite_replaces_the_old_run_once_a_frame_is_written(finished_run, clip, monkeypatch):
+    out, _ = finished_run
+    _failing_passthrough(monkeypatch, 2, RuntimeError("boom"))
+    assert main(["run", str(clip / "images"), "-o", str(out), "--overwrite", "--quiet", "--no-vis", "--prior",
+                 "io-passthrough", "--stride", "2"]) != 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "failed" and info["options"]["stride"] == 2
+    assert sorted(p.name for p in (out / "depth").iterdir()) == ["000000.npy", "000001.npy"]
+    assert not (out / ".previous").exists() and not (out / "depth.npz").exists()
+
+
+def test_overwrite_after_a_killed_replacement_still_keeps_the_last_real_run(finished_run, clip, monkeypatch):
+    """A replacing run killed before its first frame leaves .previous/; the next attempt keeps it too."""
+    from steadydepth.outputs import OutputFolder
+
+    out, snapshot = finished_run
+    OutputFolder(out, overwrite=True).prepare()  # what a killed run leaves: the old run set aside ...
+    (out / "run.json").write_text('{"status": "running"}')  # ... and its own run.json
+    _failing_passthrough(monkeypatch, 0, RuntimeError("boom"))
+    assert main(["run", str(clip / "images"), "-o", str(out), "--overwrite", "--quiet", "--no-vis", "--prior",
+                 "io-passthrough"]) != 0
+    _unchanged(out, snapshot)
+    monkeypatch.undo()
+    assert main(["run", str(clip / "images"), "-o", str(out), "--overwrite", "--quiet", "--no-vis", "--prior",
+                 "io-passthrough", "--stride", "3"]) == 0
+    assert json.loads((out / "run.json").read_text())["frames"] == 4
+    assert not (out / ".previous").exists()
