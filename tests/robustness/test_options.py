@@ -303,3 +303,15 @@ def test_overwrite_after_a_killed_replacement_still_keeps_the_last_real_run(fini
                  "io-passthrough", "--stride", "3"]) == 0
     assert json.loads((out / "run.json").read_text())["frames"] == 4
     assert not (out / ".previous").exists()
+
+
+@pytest.mark.parametrize("spec", ["depthcrafter:?guidance=nan", "depthcrafter:?noise_aug=inf",
+                                  "depthcrafter:?noise_aug=-1",
+                                  "onnx:{model}?std=nan,1,1", "onnx:{model}?mean=0,inf,0"])
+def test_non_finite_prior_options_are_refused(tmp_path, spec):
+    from steadydepth.priors import create_prior
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not loaded before the options are checked")
+    with pytest.raises(InputError, match="finite"):
+        create_prior(spec.format(model=model))
