@@ -17,7 +17,7 @@ from .options import RunOptions, option_text
 from .priors.base import DepthPrior
 from .types import Intrinsics
 
-__all__ = ["check_run", "check_intrinsics", "same_aspect"]
+__all__ = ["check_run", "check_intrinsics", "frame_count_slack", "same_aspect"]
 
 #: a field of view outside (1, 179) degrees is not a camera (the range ``--fov`` accepts)
 _FOV_RANGE_DEG = (1.0, 179.0)
@@ -29,12 +29,12 @@ def check_run(opts: RunOptions, source: FrameSource, prior: DepthPrior) -> None:
     or what the prior's own :meth:`~steadydepth.priors.base.DepthPrior.check_source` refuses.
     ``opts`` must be resolved; ``source.num_frames`` is trusted where it is known."""
     n = source.num_frames
-    if n == 0:
-        total = getattr(source, "source_frames", None)
+    total = getattr(source, "source_frames", None)
+    if n == 0 and not (total and opts.start < total + frame_count_slack(source)):
         size = f" (the input has {total} frames)" if total else ""
         raise InputError(f"{source.path}: {option_text('start', opts.start)}"
                          f"{'' if opts.stop is None else ' ' + option_text('stop', opts.stop)} selects no frame{size}")
-    if n is not None and n < 2 and prior.needs_cameras:
+    if n is not None and n + frame_count_slack(source) < 2 and prior.needs_cameras:
         raise InputError(
             f"{source.path}: the '{prior.name}' prior recovers depth from camera motion and needs at least 2 frames, "
             f"the input (after {option_text('start')}/{option_text('stop')}/{option_text('stride')}) has {n}; "
@@ -73,6 +73,15 @@ def check_intrinsics(intr: Intrinsics, width: int, height: int) -> None:
         if not -0.5 <= c <= side - 0.5:
             raise InputError(f"{label}: the principal point {name}={c:g} lies outside the "
                              f"{intr.width}x{intr.height} image (expected 0 to {side - 1})")
+
+
+def frame_count_slack(source: FrameSource) -> int:
+    """How many frames ``source.num_frames`` may be short of the truth: 0 where it is exact
+    (images, arrays, a video whose container announces its frame count), else a few frames
+    (a count estimated from the duration, as :class:`~steadydepth.io.frames.VideoSource` does)."""
+    if getattr(source, "kind", "") != "video" or getattr(source, "_announced", 0):
+        return 0
+    return max(2, int(0.02 * (source.num_frames or 0)))
 
 
 def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:

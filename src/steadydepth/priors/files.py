@@ -61,10 +61,11 @@ class FilesPrior(DepthPrior):
         """Refuse a folder with too few files for the selected frames (when the input's frame count
         is known) or whose first map has another aspect ratio than the input."""
         from ..io.depth_files import read_depth
+        from ..validation import frame_count_slack
 
         if source.num_frames:
             last = source.start + (source.num_frames - 1) * source.stride
-            if last >= len(self.files):
+            if last >= len(self.files) + frame_count_slack(source) * source.stride:
                 raise InputError(
                     f"{self.folder}: holds {len(self.files)} depth files, the input's frames "
                     f"{source.start} to {last} need {last + 1} (one file per source frame, in name order)"
