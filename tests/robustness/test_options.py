@@ -315,3 +315,16 @@ def test_non_finite_prior_options_are_refused(tmp_path, spec):
     model.write_bytes(b"not loaded before the options are checked")
     with pytest.raises(InputError, match="finite"):
         create_prior(spec.format(model=model))
+
+
+def test_api_intrinsics_for_another_aspect_ratio_are_refused(tmp_path):
+    from steadydepth.types import Intrinsics
+
+    frames = np.random.default_rng(0).integers(0, 255, (3, 40, 56, 3), dtype=np.uint8)
+    with pytest.raises(InputError, match=r"intrinsics=.*40x40.*56x40"):
+        estimate(frames, tmp_path / "out", prior="io-passthrough", progress_bar=False,
+                 intrinsics=Intrinsics(50, 50, 19.5, 19.5, 40, 40))
+    assert not (tmp_path / "out").exists()
+    video = estimate(frames, tmp_path / "out", prior="io-passthrough", progress_bar=False, vis=False,
+                     intrinsics=Intrinsics(25, 25, 13.5, 9.5, 28, 20))  # half size, same aspect ratio: fine
+    assert video.intrinsics.fx == pytest.approx(50)
