@@ -16,7 +16,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError, SteadyDepthError
 from .io.depth_files import DEPTH_FORMATS
-from .options import PRESETS, RunOptions
+from .options import PRESETS, RunOptions, cli_names
 from .scene.colormap import COLORMAPS
 from .types import Intrinsics
 
@@ -140,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args)
     try:
         if args.command == "run":
-            return _cmd_run(args)
+            with cli_names():
+                return _cmd_run(args)
         if args.command == "eval":
-            return _cmd_eval(args)
+            with cli_names():
+                return _cmd_eval(args)
         if args.command == "priors":
             from .priors import available_priors
 

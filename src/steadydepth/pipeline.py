@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import tempfile
 import time
+import weakref
 from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from .outputs import OutputFolder
 from .priors.base import PriorContext, create_prior
 from .progress import Progress, peak_memory_mb
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
+from .validation import check_run
 
 __all__ = ["estimate", "DepthVideo"]
 
@@ -74,8 +77,6 @@ class DepthVideo:
 
     def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
         """Copy the run's outputs to ``folder`` (refuses a folder holding a run unless ``overwrite``)."""
-        import shutil
-
         target = OutputFolder(folder, overwrite=overwrite)
         target.prepare()
         for entry in self.folder.iterdir():
@@ -83,6 +84,7 @@ class DepthVideo:
                 continue
             dest = target.root / entry.name
             shutil.copytree(entry, dest) if entry.is_dir() else shutil.copy2(entry, dest)
+        target.discard_previous()
         return target.root
 
 
@@ -189,9 +191,12 @@ def estimate(
     """Estimate depth for every frame of a video, an image folder/glob, or in-memory frames.
 
     ``options`` (or keyword overrides of :class:`~steadydepth.options.RunOptions` fields)
-    choose the prior, preset, frame range and outputs. Results go to ``output_dir`` (a
-    temporary folder when None) as they finish; the returned :class:`DepthVideo` reads
-    them back lazily.
+    choose the prior, preset, frame range and outputs. Every option and the input are
+    checked before the output folder is touched; a run it replaces (``overwrite``) is put
+    back if this one fails before its first frame. Results go to ``output_dir`` as they
+    finish; the returned :class:`DepthVideo` reads them back lazily. With ``output_dir=None``
+    they go to a temporary folder that is removed when the run fails or when the returned
+    :class:`DepthVideo` is garbage-collected (``DepthVideo.save`` keeps a copy).
     """
     opts = (options or RunOptions())
     if overrides:
@@ -201,10 +206,11 @@ def estimate(
     warnings: list[str] = []
     started = time.perf_counter()
 
-    out = OutputFolder(output_dir if output_dir is not None else tempfile.mkdtemp(prefix="steadydepth-"),
-                       overwrite=opts.overwrite)
     source = open_source(src, start=opts.start, stop=opts.stop, stride=opts.stride)
     prior = create_prior(opts.prior)
+    check_run(opts, source, prior)  # every option and the input, before the output folder is touched
+    temporary = output_dir is None
+    out = OutputFolder(tempfile.mkdtemp(prefix="steadydepth-") if temporary else output_dir, overwrite=opts.overwrite)
     out.prepare()
     run_info = {
         "status": "running",
@@ -215,7 +221,7 @@ def estimate(
     }
     out.write_json("run.json", run_info)
 
-    with _record_failure(out, run_info):
+    with _undo_on_failure(out, temporary), _record_failure(out, run_info):
         frames = _ResizedFrames(source, opts.max_res)
         proc_w, proc_h = frames.size
         out_w, out_h = (source.width, source.height) if opts.output_res == "input" else (proc_w, proc_h)
@@ -314,8 +320,11 @@ def estimate(
             "warnings": warnings,
         })
         out.write_json("run.json", run_info)
-    return DepthVideo(folder=out.root, num_frames=count, units=units, frame_indices=frame_indices,
-                      cameras=cameras, intrinsics=intr_out, warnings=warnings)
+    video = DepthVideo(folder=out.root, num_frames=count, units=units, frame_indices=frame_indices,
+                       cameras=cameras, intrinsics=intr_out, warnings=warnings)
+    if temporary:  # the folder lives as long as the DepthVideo that reads it
+        weakref.finalize(video, shutil.rmtree, out.root, True)
+    return video
 
 
 class _ImageStash:
@@ -362,6 +371,20 @@ class _Recorder:
             self.images.put(len(self.record), frame.image)
             self.record.append(frame.index)
             yield frame
+
+
+@contextmanager
+def _undo_on_failure(out: OutputFolder, temporary: bool) -> Iterator[None]:
+    """On failure, remove a temporary folder (no ``output_dir``), or put back the run that
+    ``--overwrite`` was replacing when this run failed before writing its first frame."""
+    try:
+        yield
+    except BaseException:
+        if temporary:
+            shutil.rmtree(out.root, ignore_errors=True)
+        elif out.restore_previous():
+            log.warning("%s: the new run stopped before its first frame; the run it was replacing is kept", out.root)
+        raise
 
 
 @contextmanager

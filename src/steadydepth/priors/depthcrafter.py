@@ -45,6 +45,7 @@ Spec: ``depthcrafter`` (Hub ids, needs the weights in the local cache) or
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -103,10 +104,11 @@ class DepthCrafterPrior(DepthPrior):
         record_noise: bool = False,
     ) -> None:
         window_schedule(window + 1, window, overlap)  # validates window/overlap
-        if steps < 1 or decode_chunk < 1 or max_res < 64 or guidance < 1.0:
+        if steps < 1 or decode_chunk < 1 or max_res < 64 or not 1.0 <= guidance < math.inf \
+                or not 0.0 <= noise_aug < math.inf:
             raise InputError(
-                f"depthcrafter: need steps >= 1, decode_chunk >= 1, max_res >= 64, guidance >= 1 "
-                f"(got {steps}, {decode_chunk}, {max_res}, {guidance})"
+                f"depthcrafter: need steps >= 1, decode_chunk >= 1, max_res >= 64, finite guidance >= 1 and "
+                f"finite noise_aug >= 0 (got {steps}, {decode_chunk}, {max_res}, {guidance}, {noise_aug})"
             )
         if offload not in ("none", "model", "sequential"):
             raise InputError(f"depthcrafter: offload must be none, model or sequential, got '{offload}'")
