@@ -12,7 +12,9 @@ Pipeline of :func:`estimate_cameras`:
    sequential matching, incremental mapping; models with under 100 points or bogus camera
    parameters are dropped (all dropped with SIMPLE_RADIAL: one retry with ``k`` fixed at 0),
    and of the rest the one with most registered images is kept.
-   When no intrinsics are given, the focal's conditioning is checked (:func:`_check_focal`):
+   When no intrinsics are given, the radial term is dropped when the keyframes fit as well
+   without it (:func:`~steadydepth.cameras.sfm_focal.check_distortion`: a large ``k`` can
+   compensate a wrong focal), then the focal's conditioning is checked (:func:`_check_focal`):
    if bundle adjustment with the focal fixed 20 % off its estimate fits as well (forward
    motion, motion along a dominant plane), the clip does not determine it and the focal is
    set to the prior (``--fov``, else :data:`DEFAULT_FOCAL_FACTOR` x the long side) with an
@@ -58,7 +60,7 @@ from ..geometry import interpolate_poses
 from ..types import Cameras, Frame, Intrinsics
 from .keyframes import KeyframePolicy, KeyframeSelector
 from .sfm_fallbacks import _rotation_cameras, _static_cameras
-from .sfm_focal import _check_focal, _guess_intrinsics
+from .sfm_focal import _check_focal, _guess_intrinsics, check_distortion
 from .sfm_mapping import _MIN_POINTS, _image_name, _map_keyframes
 from .sfm_registration import _keyframe_observations, _register_frames
 from .sfm_settings import ProgressFn, SFM_PRESETS, _report, rescue_preset
@@ -280,6 +282,7 @@ def estimate_cameras(
     focal_note = None
     if K is None:
         t0 = time.perf_counter()
+        rec = check_distortion(rec)
         # the mapping's seed is the prior: --fov, else the default guess
         rec, focal_note = _check_focal(rec, focal_guess, from_fov=hfov_deg is not None)
         timings["focal_check"] = time.perf_counter() - t0
