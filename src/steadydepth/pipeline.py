@@ -21,7 +21,7 @@ import numpy as np
 from . import __version__
 from .consistency.clip_stage import ClipAlignmentStage
 from .consistency.temporal import TemporalFusion, TemporalSettings
-from .errors import InputError, ReconstructionError
+from .errors import InputError, NoDepthError, ReconstructionError
 from .geometry import resize_depth
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
@@ -132,6 +132,7 @@ class _DepthWriter:
         self.scale, self.units = scale, units
         self.count = 0
         self.clipped = 0
+        self.valid = 0  # valid (depth > 0) pixels written
         self.metric: bool | None = None
 
     def write(self, depth: np.ndarray, conf: np.ndarray) -> None:
@@ -143,6 +144,7 @@ class _DepthWriter:
         if self.scale != 1.0:
             depth = depth * np.float32(self.scale)
         depth, conf = resize_depth(depth, conf, self.size)
+        self.valid += int(np.count_nonzero(depth > 0))
         self.clipped += self.out.write_frame(self.count, depth, conf, formats=self.opts.formats,
                                              png_scale=self.opts.png_scale)
         self.count += 1
@@ -283,6 +285,11 @@ def estimate(
             raise InputError(f"{source.path}: no frame could be processed")
         if count != len(frame_indices):
             raise RuntimeError(f"prior {prior.name} yielded {count} outputs for {len(frame_indices)} frames")
+        if writer.valid == 0:
+            why = (cameras.no_parallax if cameras is not None and cameras.no_parallax
+                   else f"the '{prior.name}' prior gave no valid depth in any frame")
+            raise NoDepthError(f"{source.path}: no depth could be recovered: {why} "
+                               "(the per-frame files hold depth 0 = invalid)")
         if clipped:
             warnings.append(f"png16: {clipped} pixels beyond {65535 / opts.png_scale:.1f} units were clipped")
 
@@ -444,4 +451,5 @@ def _scale_cameras(cameras: Cameras, scale: float) -> Cameras:
         poses.append(q)
     points = cameras.points * scale if cameras.points is not None else None
     return Cameras(intrinsics=cameras.intrinsics, poses=poses, frame_indices=cameras.frame_indices, points=points,
-                   colors=cameras.colors, units=cameras.units, source=cameras.source, warnings=cameras.warnings)
+                   colors=cameras.colors, units=cameras.units, source=cameras.source, warnings=cameras.warnings,
+                   pose_sources=cameras.pose_sources, no_parallax=cameras.no_parallax)
