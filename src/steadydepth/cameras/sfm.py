@@ -58,6 +58,7 @@ import numpy as np
 from ..errors import InputError, OutputError, ReconstructionError
 from ..geometry import interpolate_poses, pose_fill_kinds
 from ..types import Cameras, Frame, Intrinsics
+from .colmap_log import quiet_colmap
 from .keyframes import KeyframePolicy, KeyframeSelector
 from .sfm_fallbacks import _rotation_cameras, _static_cameras, mapping_failure
 from .sfm_focal import _check_focal, _guess_intrinsics
@@ -220,6 +221,7 @@ def _export_text(result: Cameras, sfm_dir: Path, n: int) -> None:
 
 # Long on purpose: the SfM steps in order with their fallbacks (static, rotation only, too few
 # points) returning early; each step is a helper of this package, what remains is the decisions.
+@quiet_colmap()
 def estimate_cameras(
     frames: Iterable[Frame],
     work_dir: str | Path,
