@@ -27,7 +27,7 @@ from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
 from .priors.base import PriorContext, create_prior
-from .progress import Progress, peak_memory_mb
+from .progress import LoggedWarnings, Progress, peak_memory_mb
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
 
 __all__ = ["estimate", "DepthVideo"]
@@ -217,7 +217,7 @@ def estimate(
     }
     out.write_json("run.json", run_info)
 
-    with _record_failure(out, run_info):
+    with _record_failure(out, run_info), LoggedWarnings() as shown:
         frames = _ResizedFrames(source, opts.max_res)
         proc_w, proc_h = frames.size
         out_w, out_h = (source.width, source.height) if opts.output_res == "input" else (proc_w, proc_h)
@@ -305,7 +305,10 @@ def estimate(
         timings["total"] = time.perf_counter() - started
         out.cleanup()
         for w in warnings:
-            log.warning("%s", w)
+            if w not in shown.messages:  # each warning once: those logged live are not repeated
+                log.warning("%s", w)
+        if warnings:
+            log.info("%d warning(s) in this run, listed in %s", len(warnings), out.root / "run.json")
         run_info.update({
             "status": "complete",
             "prior": prior.describe(),

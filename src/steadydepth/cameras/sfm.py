@@ -42,7 +42,7 @@ point minus 0.5), poses camera-to-world with OpenCV axes (COLMAP's
 ``Image.cam_from_world`` is world-to-camera and is inverted here). The SIMPLE_RADIAL
 distortion ``k`` (COLMAP: ``u = f * x * (1 + k r^2) + cx``) is not removed; it is
 reported as a warning starting with ``"distortion:"`` with its size in pixels at the
-image corner.
+image corner where that exceeds :data:`DISTORTION_WARN_PX` (below, an INFO line).
 """
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ from .sfm_settings import ProgressFn, SFM_PRESETS, _report, rescue_preset
 __all__ = ["estimate_cameras"]
 
 log = logging.getLogger(__name__)
+
+#: the lens distortion is a warning (and in ``Cameras.warnings``) only where it moves the image
+#: corner by more than this many pixels; below it is an INFO line
+DISTORTION_WARN_PX = 2.0
 
 
 def _stream_frames(
@@ -200,8 +204,10 @@ def _intrinsics_of(cam, w: int, h: int) -> tuple[Intrinsics, str | None]:
         corner_px = abs(k) * r2 * np.sqrt(r2) * f
         dmsg = (f"distortion: SIMPLE_RADIAL k={k:.6g} ({corner_px:.2f} px at the image corner); "
                 "intrinsics and poses are pinhole, images are not undistorted")
-        if corner_px > 2.0:
-            log.warning(dmsg)
+        if corner_px <= DISTORTION_WARN_PX:  # does not matter: a note in the log, not a warning
+            log.info("SfM: %s", dmsg)
+            return intr, None
+        log.warning(dmsg)
         return intr, dmsg
     if cam.model.name == "PINHOLE":
         fx, fy, cx, cy = params
