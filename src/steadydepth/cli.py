@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -92,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else getattr(logging, args.log_level)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if level > logging.DEBUG:  # third-party logs stay off the terminal; our errors say what failed
+        for name, env in (("huggingface_hub", "HF_HUB_VERBOSITY"), ("transformers", "TRANSFORMERS_VERBOSITY"),
+                          ("diffusers", "DIFFUSERS_VERBOSITY")):
+            logging.getLogger(name).setLevel(logging.ERROR)
+            os.environ.setdefault(env, "error")  # their own handlers read it when they are imported
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -152,3 +152,52 @@ def test_distortion_warns_only_where_it_matters(k, warned, caplog):
     assert (corner_px > DISTORTION_WARN_PX) == warned
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert (note is not None) == warned and len(warnings) == int(warned)
+
+
+def _run_cli(args: list[str], env: dict[str, str], cwd) -> tuple[int, str, float]:
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **env}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "steadydepth.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=240)
+    return proc.returncode, proc.stderr, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def two_frames(tmp_path_factory):
+    import cv2
+
+    folder = tmp_path_factory.mktemp("two")
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), np.full((48, 64, 3), 100 + i, np.uint8))
+    return folder
+
+
+# no network: HF_HUB_OFFLINE, or an endpoint where nothing listens (connection refused at once; today
+# the Hub client retries each file for about 25 s and prints every retry)
+@pytest.mark.parametrize("prior, env", [
+    ("hf:depth-anything/Depth-Anything-V2-Small-hf", {"HF_HUB_OFFLINE": "1"}),
+    ("hf:depth-anything/Depth-Anything-V2-Small-hf", {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}),
+    ("depthcrafter", {"HF_HUB_OFFLINE": "1"}),
+])
+def test_learned_prior_without_network_fails_fast_in_one_line(prior, env, two_frames, tmp_path):
+    pytest.importorskip("transformers")
+    if prior == "depthcrafter":
+        pytest.importorskip("diffusers")
+    env = {**env, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_CACHE": str(tmp_path / "hf_home" / "hub")}
+    rc, err, seconds = _run_cli(["run", str(two_frames), "-o", str(tmp_path / "out"), "--prior", prior], env, tmp_path)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 6, err
+    assert len(lines) == 1 and lines[0].startswith("steadydepth: error:"), lines
+    assert "--local-dir" in lines[0] and "cache" in lines[0], lines[0]  # where to put the weights
+    assert seconds < 30, seconds  # measured ~3 s here (interpreter start and imports); before: 25-100 s
+
+
+def test_empty_local_model_folder_is_not_offered_as_a_hub_download(two_frames, tmp_path):
+    pytest.importorskip("transformers")
+    (tmp_path / "models" / "da").mkdir(parents=True)
+    rc, err, _ = _run_cli(["run", str(two_frames), "-o", str(tmp_path / "out"), "--prior", "hf:models/da"],
+                          {"HF_HUB_OFFLINE": "1"}, tmp_path)
+    assert rc == 6 and "no config.json" in err, err
+    assert "download models/da" not in err and "hf download depth-anything/" in err, err

@@ -52,7 +52,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError, require
 from ..types import Frame, PriorOutput
-from ._torch_utils import hub_offline, looks_like_hub_id, resize_maps, resolve_device
+from ._torch_utils import hub_offline, looks_like_hub_id, require_hub_models, resize_maps, resolve_device
 from .base import DepthPrior, PriorContext, register_prior
 from .depthcrafter_loading import DEPTHCRAFTER_UNET, SVD_BASE, _check_local, _depthcrafter_unet_class, _download_hint, _variant_for
 from .depthcrafter_windows import noise_indices, overlap_weights, window_schedule
@@ -126,6 +126,10 @@ class DepthCrafterPrior(DepthPrior):
         self._load()
 
     def _load(self) -> None:
+        hub = [(src, f) for src, f in ((self.unet_source, "config.json"), (self.svd_source, "vae/config.json"))
+               if not Path(src).expanduser().exists() and looks_like_hub_id(src)]
+        if hub:
+            require_hub_models(hub, "--prior depthcrafter", _download_hint())
         torch = require("torch", "depthcrafter", "--prior depthcrafter")
         diffusers = require("diffusers", "depthcrafter", "--prior depthcrafter")
         transformers = require("transformers", "depthcrafter", "--prior depthcrafter")
