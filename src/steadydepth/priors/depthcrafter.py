@@ -126,14 +126,6 @@ class DepthCrafterPrior(DepthPrior):
         self._load()
 
     def _load(self) -> None:
-        hub = [(src, f) for src, f in ((self.unet_source, "config.json"), (self.svd_source, "vae/config.json"))
-               if not Path(src).expanduser().exists() and looks_like_hub_id(src)]
-        if hub:
-            require_hub_models(hub, "--prior depthcrafter", _download_hint())
-        torch = require("torch", "depthcrafter", "--prior depthcrafter")
-        diffusers = require("diffusers", "depthcrafter", "--prior depthcrafter")
-        transformers = require("transformers", "depthcrafter", "--prior depthcrafter")
-        unet_cls = _depthcrafter_unet_class()
         offline = hub_offline()
 
         def locate(src: str, what: str, needed: list[str]) -> tuple[str, dict, Path | None]:
@@ -148,6 +140,14 @@ class DepthCrafterPrior(DepthPrior):
             self.svd_source, "Stable Video Diffusion",
             ["vae/config.json", "image_encoder/config.json", "feature_extractor", "scheduler"],
         )
+        hub = [(t, f) for t, d, f in ((unet_t, unet_dir, "config.json"), (svd_t, svd_dir, "vae/config.json"))
+               if d is None]  # before any download: fail at once when the Hub cannot be used
+        if hub:
+            require_hub_models(hub, "--prior depthcrafter", _download_hint())
+        torch = require("torch", "depthcrafter", "--prior depthcrafter")
+        diffusers = require("diffusers", "depthcrafter", "--prior depthcrafter")
+        transformers = require("transformers", "depthcrafter", "--prior depthcrafter")
+        unet_cls = _depthcrafter_unet_class()
         gpu_likely = torch.cuda.is_available() and (self.device_request or "auto") != "cpu"
         load_dtype = torch.float16 if (self.fp16_request if self.fp16_request is not None else gpu_likely) else torch.float32
 
