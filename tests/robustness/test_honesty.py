@@ -113,3 +113,23 @@ def test_unregistered_start_is_marked_copied_in_cameras_json_and_npz(tmp_path):
     copied = [w for w in run["warnings"] if w.startswith("copied:")]
     assert len(copied) == 1 and copied[0].endswith("[0, 1, 2, 3, 4, 5]"), run["warnings"]
     assert not any(w.startswith("interpolated:") and "[0," in w for w in run["warnings"]), run["warnings"]
+
+
+def test_mvs_leaves_frames_with_a_copied_pose_invalid():
+    """A copied pose is not measured: multi-view depth from it would be made up (blurred start)."""
+    from steadydepth.priors.base import PriorContext
+    from steadydepth.priors.mvs import MVSPrior
+    from steadydepth.types import Frame
+
+    clip = render_clip(num_frames=8, width=96, height=72, motion="orbit", seed=1)
+    poses = [p.copy() for p in clip.poses]
+    for i in range(3):
+        poses[i] = poses[3].copy()
+    cams = Cameras(clip.intrinsics, poses=poses, source="sfm",
+                   pose_sources=["copied"] * 3 + ["mapped"] * 5)
+    outs = list(MVSPrior().process((Frame(i, im) for i, im in enumerate(clip.images)),
+                                   PriorContext(cameras=cams, num_frames=8, options={"mvs": {"search_radius": 3}})))
+    assert len(outs) == 8
+    for o in outs[:3]:
+        assert not np.any(o.values > 0) and not np.any(o.confidence > 0)
+    assert all((o.values > 0).mean() > 0.5 for o in outs[3:])

@@ -80,6 +80,8 @@ frames all lack depth ends with :class:`~steadydepth.errors.NoDepthError` (exit 
 
 Frames without a pose get a pose interpolated between the nearest posed frames (linear in
 position, spherical in rotation) or copied from the nearest one; a warning says how many.
+Frames whose pose structure from motion copied (``Cameras.pose_source(i) == "copied"``: before
+the first / after the last registered frame) get depth 0 (invalid) and serve as no source view.
 
 Presets (``context.preset``): ``fast`` (work long side 192, 32 planes, 3 views), ``balanced``
 (240, 48, 4), ``best`` (320, 64, 4). ``context.options["mvs"]`` (a dict) overrides any field
@@ -220,6 +222,10 @@ class MVSPrior(DepthPrior):
         if filled:
             log.warning("mvs: %d of %d frames have no camera pose; using poses interpolated from the "
                         "nearest posed frames", filled, len(poses))
+        copied = [i for i in range(len(poses)) if cameras.pose_source(i) == "copied"]
+        if copied:
+            log.warning("mvs: %d frame(s) have a copied, not measured, pose: their depth is left invalid (0)",
+                        len(copied))
         all_unposed = all(p is None for p in poses)
 
         first_pose = next((p for p in poses if p is not None), None)
@@ -330,8 +336,11 @@ class MVSPrior(DepthPrior):
         K, intr = state["K"], state["intr"]
         wsize = state["wsize"]
         pose_r = poses[r]
+        if cameras.pose_source(r) == "copied":  # not measured: its depth would be made up
+            z = np.zeros((wsize[1], wsize[0]), np.float32)
+            return z, z.copy()
         cand = {j: poses[j] for j in range(max(0, r - s.search_radius), min(last, r + s.search_radius) + 1)
-                if j in buf and poses[j] is not None}
+                if j in buf and poses[j] is not None and cameras.pose_source(j) != "copied"}
         pts = self._scene_depth_from_points(cameras, pose_r, intr)
         scene_depth = pts[0] if pts else state["scene_depth"]
         srcs = select_sources(r, cand, scene_depth, s)
