@@ -123,7 +123,7 @@ def _versions() -> dict:
 
 class _DepthWriter:
     """Writes each finished frame at the output size: the metric-hint scale (``depth=M`` fixes
-    it on the first frame), the resize to ``size = (width, height)`` and every format of the
+    it on the first frame with depth), the resize to ``size = (width, height)`` and every format of the
     run. Counts frames and clipped png16 pixels; ``metric`` is the prior's flag once known."""
 
     def __init__(self, out: OutputFolder, opts: RunOptions, hint: tuple[str, float] | None, scale: float,
@@ -133,14 +133,14 @@ class _DepthWriter:
         self.count = 0
         self.clipped = 0
         self.valid = 0  # valid (depth > 0) pixels written
+        self.hint_applied = False
         self.metric: bool | None = None
 
     def write(self, depth: np.ndarray, conf: np.ndarray) -> None:
-        if self.hint is not None and self.hint[0] == "depth" and self.count == 0:
-            med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
-            if med <= 0:
-                raise InputError("--metric-hint depth=...: the first frame has no valid depth")
-            self.scale, self.units = self.hint[1] / med, "metres"
+        if self.hint is not None and self.hint[0] == "depth" and not self.hint_applied and (depth > 0).any():
+            # the first frame with depth fixes the scale (frames before it hold no depth to scale)
+            self.scale, self.units = self.hint[1] / float(np.median(depth[depth > 0])), "metres"
+            self.hint_applied = True
         if self.scale != 1.0:
             depth = depth * np.float32(self.scale)
         depth, conf = resize_depth(depth, conf, self.size)

@@ -133,3 +133,21 @@ def test_mvs_leaves_frames_with_a_copied_pose_invalid():
     for o in outs[:3]:
         assert not np.any(o.values > 0) and not np.any(o.confidence > 0)
     assert all((o.values > 0).mean() > 0.5 for o in outs[3:])
+
+
+def test_metric_hint_depth_takes_the_first_frame_with_depth(tmp_path):
+    """A start without depth (copied poses, blank frames) does not block --metric-hint depth=."""
+    from steadydepth.io.depth_files import write_depth
+
+    folder = tmp_path / "prior"
+    folder.mkdir()
+    frames = []
+    for i in range(4):
+        depth = np.zeros((24, 32), np.float32) if i < 2 else np.full((24, 32), 0.5 * i, np.float32)
+        write_depth(folder / f"{i:06d}.npy", depth, "npy")
+        frames.append(np.full((24, 32, 3), 60 + i, np.uint8))
+    video = estimate(frames, tmp_path / "out", prior=f"files:{folder}", metric_hint="depth=3.0", vis=False,
+                     progress_bar=False)
+    assert video.units == "metres"
+    assert not np.any(video[0].depth > 0)
+    assert np.allclose(video[2].depth, 3.0) and np.allclose(video[3].depth, 4.5)
