@@ -201,3 +201,33 @@ def test_empty_local_model_folder_is_not_offered_as_a_hub_download(two_frames, t
                           {"HF_HUB_OFFLINE": "1"}, tmp_path)
     assert rc == 6 and "no config.json" in err, err
     assert "download models/da" not in err and "hf download depth-anything/" in err, err
+
+
+def test_ctrl_c_during_a_run_is_not_reported_done(tmp_path, monkeypatch, caplog):
+    """Ctrl-C in the middle of the depth stage: run.json says interrupted and no stage says done."""
+    import json
+
+    from steadydepth import estimate
+    from steadydepth.priors.files import FilesPrior
+
+    folder = tmp_path / "prior"
+    folder.mkdir()
+    for i in range(5):
+        np.save(folder / f"{i:06d}.npy", np.full((24, 32), 1.0 + i, np.float32))
+    real = FilesPrior.process
+
+    def interrupted(self, frames, context):
+        for n, out in enumerate(real(self, frames, context)):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield out
+
+    monkeypatch.setattr(FilesPrior, "process", interrupted)
+    frames = [np.full((24, 32, 3), 50, np.uint8)] * 5
+    with caplog.at_level(logging.INFO, logger="steadydepth"):
+        with pytest.raises(KeyboardInterrupt):
+            estimate(frames, tmp_path / "out", prior=f"files:{folder}", vis=False, progress_bar=False)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert not any(m.startswith("depth: done") for m in msgs), msgs
+    assert "depth: interrupted after 2/5 frames" in msgs, msgs
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["status"] == "interrupted"
