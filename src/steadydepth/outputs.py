@@ -165,10 +165,12 @@ class OutputFolder:
         """Assemble ``depth.npz`` from the per-frame files, one frame in memory at a time."""
         h, w = shape
         poses = np.full((count, 4, 4), np.nan, dtype=np.float64)
+        pose_source = np.full(count, "", dtype="<U16")  # "" where there is no pose
         if cameras is not None:
             for i, pose in enumerate(cameras.poses[:count]):
                 if pose is not None:
                     poses[i] = pose
+                    pose_source[i] = cameras.pose_source(i)
         K = intrinsics.K if intrinsics is not None else np.full((3, 3), np.nan)
         path = self.root / "depth.npz"
         write_npz_stream(
@@ -183,6 +185,7 @@ class OutputFolder:
                 "frame_indices": np.asarray(frame_indices, dtype=np.int64),
                 "K": K,
                 "poses": poses,
+                "pose_source": pose_source,
             },
         )
         return path

@@ -23,13 +23,13 @@ import numpy as np
 from . import __version__
 from .consistency.clip_stage import ClipAlignmentStage
 from .consistency.temporal import TemporalFusion, TemporalSettings
-from .errors import InputError, ReconstructionError
+from .errors import InputError, NoDepthError, ReconstructionError
 from .geometry import resize_depth
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
 from .priors.base import PriorContext, create_prior
-from .progress import Progress, peak_memory_mb
+from .progress import LoggedWarnings, Progress, peak_memory_mb
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
 from .validation import check_run
 
@@ -125,7 +125,7 @@ def _versions() -> dict:
 
 class _DepthWriter:
     """Writes each finished frame at the output size: the metric-hint scale (``depth=M`` fixes
-    it on the first frame), the resize to ``size = (width, height)`` and every format of the
+    it on the first frame with depth), the resize to ``size = (width, height)`` and every format of the
     run. Counts frames and clipped png16 pixels; ``metric`` is the prior's flag once known."""
 
     def __init__(self, out: OutputFolder, opts: RunOptions, hint: tuple[str, float] | None, scale: float,
@@ -134,17 +134,19 @@ class _DepthWriter:
         self.scale, self.units = scale, units
         self.count = 0
         self.clipped = 0
+        self.valid = 0  # valid (depth > 0) pixels written
+        self.hint_applied = False
         self.metric: bool | None = None
 
     def write(self, depth: np.ndarray, conf: np.ndarray) -> None:
-        if self.hint is not None and self.hint[0] == "depth" and self.count == 0:
-            med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
-            if med <= 0:
-                raise InputError("--metric-hint depth=...: the first frame has no valid depth")
-            self.scale, self.units = self.hint[1] / med, "metres"
+        if self.hint is not None and self.hint[0] == "depth" and not self.hint_applied and (depth > 0).any():
+            # the first frame with depth fixes the scale (frames before it hold no depth to scale)
+            self.scale, self.units = self.hint[1] / float(np.median(depth[depth > 0])), "metres"
+            self.hint_applied = True
         if self.scale != 1.0:
             depth = depth * np.float32(self.scale)
         depth, conf = resize_depth(depth, conf, self.size)
+        self.valid += int(np.count_nonzero(depth > 0))
         self.clipped += self.out.write_frame(self.count, depth, conf, formats=self.opts.formats,
                                              png_scale=self.opts.png_scale)
         self.count += 1
@@ -221,7 +223,7 @@ def estimate(
     }
     out.write_json("run.json", run_info)
 
-    with _undo_on_failure(out, temporary), _record_failure(out, run_info):
+    with _undo_on_failure(out, temporary), _record_failure(out, run_info), LoggedWarnings() as shown:
         frames = _ResizedFrames(source, opts.max_res)
         proc_w, proc_h = frames.size
         out_w, out_h = (source.width, source.height) if opts.output_res == "input" else (proc_w, proc_h)
@@ -289,6 +291,11 @@ def estimate(
             raise InputError(f"{source.path}: no frame could be processed")
         if count != len(frame_indices):
             raise RuntimeError(f"prior {prior.name} yielded {count} outputs for {len(frame_indices)} frames")
+        if writer.valid == 0:
+            why = (cameras.no_parallax if cameras is not None and cameras.no_parallax
+                   else f"the '{prior.name}' prior gave no valid depth in any frame")
+            raise NoDepthError(f"{source.path}: no depth could be recovered: {why} "
+                               "(the per-frame files hold depth 0 = invalid)")
         if clipped:
             warnings.append(f"png16: {clipped} pixels beyond {65535 / opts.png_scale:.1f} units were clipped")
 
@@ -304,7 +311,10 @@ def estimate(
         timings["total"] = time.perf_counter() - started
         out.cleanup()
         for w in warnings:
-            log.warning("%s", w)
+            if w not in shown.messages:  # each warning once: those logged live are not repeated
+                log.warning("%s", w)
+        if warnings:
+            log.info("%d warning(s) in this run, listed in %s", len(warnings), out.root / "run.json")
         run_info.update({
             "status": "complete",
             "prior": prior.describe(),
@@ -467,4 +477,5 @@ def _scale_cameras(cameras: Cameras, scale: float) -> Cameras:
         poses.append(q)
     points = cameras.points * scale if cameras.points is not None else None
     return Cameras(intrinsics=cameras.intrinsics, poses=poses, frame_indices=cameras.frame_indices, points=points,
-                   colors=cameras.colors, units=cameras.units, source=cameras.source, warnings=cameras.warnings)
+                   colors=cameras.colors, units=cameras.units, source=cameras.source, warnings=cameras.warnings,
+                   pose_sources=cameras.pose_sources, no_parallax=cameras.no_parallax)

@@ -6,14 +6,13 @@ Conventions as in :mod:`steadydepth.cameras.sfm` (the images are ``work_dir/imag
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..types import Intrinsics
+from .colmap_log import quiet_colmap as _quiet_colmap  # noqa: F401 - also imported by sfm_focal
 from .sfm_settings import ProgressFn, SfmPreset, _report
 
 __all__ = []
@@ -23,20 +22,6 @@ log = logging.getLogger(__name__)
 
 #: a keyframe model with fewer triangulated points is not trusted (pure rotation gives a handful)
 _MIN_POINTS = 100
-
-
-@contextlib.contextmanager
-def _quiet_colmap() -> Iterator[None]:
-    """Silence COLMAP's glog INFO output unless this module logs at DEBUG."""
-    import pycolmap
-
-    old = pycolmap.logging.minloglevel
-    if not log.isEnabledFor(logging.DEBUG):
-        pycolmap.logging.minloglevel = 2
-    try:
-        yield
-    finally:
-        pycolmap.logging.minloglevel = old
 
 
 def _image_name(pos: int) -> str:

@@ -50,7 +50,8 @@ class SyntheticClip:
     def cameras(self) -> Cameras:
         """The ground-truth cameras as :class:`~steadydepth.types.Cameras` (metres)."""
         return Cameras(intrinsics=self.intrinsics, poses=[p.copy() for p in self.poses],
-                       frame_indices=list(range(len(self))), units="metres", source="synthetic")
+                       frame_indices=list(range(len(self))), units="metres", source="synthetic",
+                       pose_sources=["given"] * len(self))
 
 
 def _pixel_rays(K: np.ndarray, width: int, height: int, offsets: list[tuple[float, float]]) -> np.ndarray:
