@@ -5,7 +5,7 @@ Layout (a public contract; other tools read it)::
     OUTDIR/depth/000000.npy        float32 (H, W) z-depth at the output resolution, 0 = invalid
     OUTDIR/confidence/000000.npy   float16 (H, W) in [0, 1]
     OUTDIR/depth_png16/000000.png  optional: uint16 = round(depth * png_scale), 0 = invalid
-    OUTDIR/depth_exr/000000.exr    optional: float32 depth
+    OUTDIR/depth_exr/000000.exr    optional: float32 depth, one channel 'Y' (see io.depth_files)
     OUTDIR/points/000000.ply       optional: coloured points of the frame (world coordinates when posed)
     OUTDIR/depth.npz               depth (T, H, W) float32, confidence (T, H, W) float16,
                                    valid (T, H, W) bool, units, frame_indices, K, poses (T, 4, 4; NaN = none)

@@ -101,3 +101,44 @@ def test_a_video_where_nothing_decodes_is_refused(tmp_path, capsys):
     assert rc != 0
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "bad.mp4" in line and "no decodable video frame" in line
+
+
+# -- item 14: the EXR files read back with readers other than the one that wrote them -----------
+def _image_folder(folder: Path, n: int = 3, w: int = W, h: int = H) -> Path:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(_frames(n)):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.resize(img, (w, h))[:, :, ::-1])
+    return folder
+
+
+@pytest.fixture
+def exr_run(tmp_path) -> tuple[Path, np.ndarray]:
+    out = tmp_path / "out"
+    rc = main(["run", str(_image_folder(tmp_path / "imgs")), "-o", str(out), "--prior", "io-passthrough", "--quiet",
+               "--no-vis", "--format", "exr"])
+    assert rc == 0
+    return out / "depth_exr" / "000001.exr", np.load(out / "depth" / "000001.npy")
+
+
+def test_exr_depth_reads_back_with_ffmpeg(exr_run):
+    exr, expected = exr_run
+    with av.open(str(exr)) as c:  # FFmpeg's EXR decoder, not the OpenEXR library that wrote it
+        got = next(c.decode(video=0)).to_ndarray()
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_exr_depth_reads_back_with_opencv(exr_run, tmp_path):
+    exr, expected = exr_run
+    # the environment variable must be set before cv2 is imported: a fresh interpreter
+    code = ("import sys, numpy as np, cv2\n"
+            "if not cv2.haveImageReader(sys.argv[1]): sys.exit(3)\n"
+            "np.save(sys.argv[2], cv2.imread(sys.argv[1], cv2.IMREAD_UNCHANGED))\n")
+    res = subprocess.run([sys.executable, "-c", code, str(exr), str(tmp_path / "cv.npy")],
+                         env={**os.environ, "OPENCV_IO_ENABLE_OPENEXR": "1"}, capture_output=True, text=True)
+    if res.returncode == 3:
+        pytest.skip("this OpenCV build has no OpenEXR reader")
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "cv.npy"), expected)
