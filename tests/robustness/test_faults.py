@@ -142,3 +142,16 @@ def test_exr_depth_reads_back_with_opencv(exr_run, tmp_path):
         pytest.skip("this OpenCV build has no OpenEXR reader")
     assert res.returncode == 0, res.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "cv.npy"), expected)
+
+
+# -- smaller: depth_vis.mp4 has the depth's size, also when it is odd ----------------------------
+def test_depth_video_of_an_odd_size_is_not_padded(tmp_path):
+    out = tmp_path / "out"
+    rc = main(["run", str(_image_folder(tmp_path / "imgs", w=W - 1, h=H - 1)), "-o", str(out),
+               "--prior", "io-passthrough", "--quiet"])
+    assert rc == 0
+    depth = np.load(out / "depth" / "000000.npy")
+    assert depth.shape == (H - 1, W - 1)
+    with av.open(str(out / "depth_vis.mp4")) as c:
+        frame = next(c.decode(video=0))
+    assert (frame.height, frame.width) == depth.shape
