@@ -9,7 +9,7 @@ Layout (a public contract; other tools read it)::
     OUTDIR/points/000000.ply       optional: coloured points of the frame (world coordinates when posed)
     OUTDIR/depth.npz               depth (T, H, W) float32, confidence (T, H, W) float16,
                                    valid (T, H, W) bool, units, frame_indices, K, poses (T, 4, 4; NaN = none)
-    OUTDIR/depth_vis.mp4           colour-mapped depth, one value range for the whole clip
+    OUTDIR/depth_vis.mp4           colour-mapped depth, one value range for the whole clip, <= 1920 px long side
     OUTDIR/cameras.json            intrinsics + camera-to-world pose per frame (null where unknown)
     OUTDIR/colmap/                 cameras.txt, images.txt, points3D.txt (when SfM ran)
     OUTDIR/sparse.ply              SfM points (when SfM ran)

@@ -108,6 +108,10 @@ class VideoWriter:
             stream.width, stream.height, stream.pix_fmt = ew, eh, self.pix_fmt
             if self.codec in ("libx264", "libx265", "libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1"):
                 opts = {"crf": str(self.crf)}
+                if self.codec == "libx264":
+                    # x264 keeps rc-lookahead frames in flight (default 40, several MB each at 1080p, ~25 MB
+                    # at 4K); 10, the value of its veryfast preset, bounds that memory at a small cost in size
+                    opts["rc-lookahead"] = "10"
                 if self.codec == "libx265":
                     opts["x265-params"] = "log-level=error"
                 if self.codec.startswith("libvpx"):
