@@ -33,6 +33,7 @@ import numpy as np
 from .errors import OutputError
 from .io.atomic import atomic_path, atomic_write_json
 from .io.depth_files import DEPTH_FORMATS, write_depth, write_npz_stream
+from .previous_run import settle_previous_run
 from .types import Cameras, Intrinsics
 
 __all__ = ["OutputFolder", "RUN_MARKERS"]
@@ -61,6 +62,7 @@ class OutputFolder:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{root}: cannot create output folder ({exc.strerror or exc})") from exc
+        settle_previous_run(root, self.overwrite)  # a live run refuses; a dead one is interrupted; stale files go
         found = [name for name in RUN_MARKERS if (root / name).exists()]
         if found:
             if not self.overwrite:

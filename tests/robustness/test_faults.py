@@ -155,3 +155,166 @@ def test_depth_video_of_an_odd_size_is_not_padded(tmp_path):
     with av.open(str(out / "depth_vis.mp4")) as c:
         frame = next(c.decode(video=0))
     assert (frame.height, frame.width) == depth.shape
+
+
+# -- item 6: SIGTERM is an interruption; a dead run's "running" is reported as interrupted -------
+def _child(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+
+
+_TERM_AFTER_FRAME_3 = """
+import os, signal, sys
+import pycolmap  # as in a real run: its import installs glog's handler, which printed a native stack trace
+from steadydepth.outputs import OutputFolder
+write_frame = OutputFolder.write_frame
+def write_then_term(self, position, *a, **k):
+    n = write_frame(self, position, *a, **k)
+    if position == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return n
+OutputFolder.write_frame = write_then_term
+from steadydepth.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_ends_the_run_like_ctrl_c(tmp_path):
+    out = tmp_path / "out"
+    res = _child(_TERM_AFTER_FRAME_3, "run", str(_image_folder(tmp_path / "imgs", n=8)), "-o", str(out),
+                 "--prior", "io-passthrough", "--quiet", "--no-vis")
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "terminated" in lines[0] and "finished frames are kept" in lines[0], res.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    assert sorted(p.name for p in (out / "depth").iterdir()) == [f"{i:06d}.npy" for i in range(4)]
+    assert not (out / ".work").exists()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: the pid no longer exists
+    return child.pid
+
+
+def _fake_running(out: Path, pid: int) -> None:
+    import socket
+
+    (out / "depth").mkdir(parents=True)
+    np.save(out / "depth" / "000000.npy", np.ones((2, 2), np.float32))
+    (out / "run.json").write_text(json.dumps({"status": "running", "process": {"pid": pid,
+                                                                              "host": socket.gethostname()}}))
+
+
+def test_a_running_status_left_by_a_dead_process_is_reported_as_interrupted(tmp_path, capsys):
+    out = tmp_path / "out"
+    _fake_running(out, _dead_pid())
+    args = ["run", str(_image_folder(tmp_path / "imgs")), "-o", str(out), "--prior", "io-passthrough", "--quiet",
+            "--no-vis"]
+    assert main(args) != 0  # it holds a finished frame: replaced only with --overwrite
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert "interrupted run" in line and "no longer exists" in line and "--overwrite" in line
+    assert "another run" not in err
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    assert main(args + ["--overwrite"]) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_folder_in_use_by_a_live_run_is_refused_even_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "out"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _fake_running(out, live.pid)
+        rc = main(["run", str(_image_folder(tmp_path / "imgs")), "-o", str(out), "--prior", "io-passthrough",
+                   "--quiet", "--overwrite"])
+    finally:
+        live.kill()
+        live.wait()
+    assert rc != 0
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"another run (process {live.pid}) is using this folder" in line
+    assert (out / "depth" / "000000.npy").exists()  # nothing was touched
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+
+
+# -- item 8: a kill during the depth.npz write; a failed run's leftovers -------------------------
+_KILL_DURING_NPZ = """
+import os, signal, sys
+from steadydepth.io import depth_files
+write_stack = depth_files._write_stack
+def write_then_kill(zf, name, *a, **k):
+    write_stack(zf, name, *a, **k)
+    os.kill(os.getpid(), signal.SIGKILL)  # after the first member, mid-file
+depth_files._write_stack = write_then_kill
+from steadydepth.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_during_the_npz_write_leaves_nothing_after_the_next_run(tmp_path):
+    out = tmp_path / "out"
+    args = ["run", str(_image_folder(tmp_path / "imgs")), "-o", str(out), "--prior", "io-passthrough", "--quiet",
+            "--no-vis"]
+    res = _child(_KILL_DURING_NPZ, *args)
+    assert res.returncode == -signal.SIGKILL
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".depth.")]
+    assert len(leftovers) == 1 and leftovers[0].endswith(".tmp.npz")  # what a kill leaves
+    assert main(args + ["--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    with np.load(out / "depth.npz") as z:
+        assert z["depth"].shape == (3, H, W)
+
+
+def test_a_run_that_failed_before_its_first_frame_does_not_block_the_corrected_rerun(tmp_path, capsys):
+    out = tmp_path / "out"
+    imgs = _image_folder(tmp_path / "imgs")
+    base = ["run", str(imgs), "-o", str(out), "--prior", "io-passthrough", "--quiet", "--no-vis"]
+    assert main(base + ["--metric-hint", "travel=2"]) != 0  # travel needs camera poses: this prior has none
+    capsys.readouterr()
+    assert not (out / ".work").exists()
+    assert main(base) == 0, capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+# -- item 7: a full disk --------------------------------------------------------------------------
+def test_a_run_that_cannot_fit_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from steadydepth.io import disk_space
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(disk_space.shutil, "disk_usage",
+                        lambda p: real(p)._replace(free=50_000))  # 50 kB: 3 frames need 120 kB
+    out = tmp_path / "out"
+    rc = main(["run", str(_image_folder(tmp_path / "imgs")), "-o", str(out), "--prior", "io-passthrough", "--quiet"])
+    assert rc == 3
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no space left on device" in line and "MB" in line and str(out) in line
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    assert not (out / "depth").exists() and not (out / ".work").exists()
+
+
+def test_a_disk_that_fills_while_depth_is_written_says_so_and_keeps_the_finished_frames(tmp_path, capsys,
+                                                                                       monkeypatch):
+    import errno
+
+    from steadydepth.io import depth_files
+
+    save = np.save
+
+    def save_until_full(file, arr, *a, **k):
+        if "000002" in str(getattr(file, "name", file)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(file, arr, *a, **k)
+
+    monkeypatch.setattr(depth_files.np, "save", save_until_full)
+    out = tmp_path / "out"
+    rc = main(["run", str(_image_folder(tmp_path / "imgs", n=4)), "-o", str(out), "--prior", "io-passthrough",
+               "--quiet"])
+    assert rc == 3
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "000002.npy" in line and "no space left on device" in line
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "failed"
+    assert sorted(p.name for p in (out / "depth").iterdir()) == ["000000.npy", "000001.npy"]
