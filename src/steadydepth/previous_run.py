@@ -4,7 +4,8 @@ Called by :meth:`steadydepth.outputs.OutputFolder.prepare` before it looks for a
 refuse or replace:
 
 * ``run.json`` says ``running`` and its process is alive: the folder is in use; refused,
-  also with ``--overwrite`` (nothing is touched).
+  also with ``--overwrite`` (nothing is touched). A process on another machine (a shared
+  disk) cannot be checked: refused unless ``--overwrite``.
 * ``running`` but the process is gone (killed, crashed, the machine rebooted): that run was
   interrupted; ``run.json`` is marked so, and without ``--overwrite`` the refusal says so.
 * hidden temporary files of a write that never finished (``.depth.1a2b3c4d.tmp.npz``,
@@ -63,6 +64,11 @@ def settle_previous_run(root: Path, overwrite: bool = False) -> None:
             raise OutputError(
                 f"{root}: another run (process {process.get('pid')}) is using this folder; "
                 "wait for it to finish or choose another folder"
+            )
+        if alive is None and process.get("host") and not overwrite:  # another machine (a shared disk)
+            raise OutputError(
+                f"{root}: a run on {process['host']} (process {process.get('pid')}) may still be using this "
+                "folder; pass --overwrite if it is not running any more, or choose another folder"
             )
         who = f"its process {process['pid']} no longer exists" if alive is False else "it never finished"
         info.update(status="interrupted", error=f"interrupted: {who}")

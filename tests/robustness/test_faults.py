@@ -197,13 +197,13 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def _fake_running(out: Path, pid: int) -> None:
+def _fake_running(out: Path, pid: int, host: str | None = None) -> None:
     import socket
 
     (out / "depth").mkdir(parents=True)
     np.save(out / "depth" / "000000.npy", np.ones((2, 2), np.float32))
     (out / "run.json").write_text(json.dumps({"status": "running", "process": {"pid": pid,
-                                                                              "host": socket.gethostname()}}))
+                                                                              "host": host or socket.gethostname()}}))
 
 
 def test_a_running_status_left_by_a_dead_process_is_reported_as_interrupted(tmp_path, capsys):
@@ -236,6 +236,18 @@ def test_a_folder_in_use_by_a_live_run_is_refused_even_with_overwrite(tmp_path, 
     assert f"another run (process {live.pid}) is using this folder" in line
     assert (out / "depth" / "000000.npy").exists()  # nothing was touched
     assert json.loads((out / "run.json").read_text())["status"] == "running"
+
+
+def test_a_run_on_another_machine_is_replaced_only_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "out"
+    _fake_running(out, 12345, host="another-machine.example")
+    args = ["run", str(_image_folder(tmp_path / "imgs")), "-o", str(out), "--prior", "io-passthrough", "--quiet",
+            "--no-vis"]
+    assert main(args) != 0
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "another-machine.example" in line and "--overwrite" in line
+    assert json.loads((out / "run.json").read_text())["status"] == "running"  # not ours to change
+    assert main(args + ["--overwrite"]) == 0
 
 
 # -- item 8: a kill during the depth.npz write; a failed run's leftovers -------------------------
