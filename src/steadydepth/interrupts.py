@@ -5,8 +5,8 @@
 ``KeyboardInterrupt``) in the main thread, so a run stops the way Ctrl-C stops it: the
 run is marked ``interrupted``, finished frames stay, the command line prints one line.
 pycolmap installs glog's failure handler when it is imported, which answers SIGTERM with
-a native stack trace and no clean-up; the context imports pycolmap first (when it is
-installed) and then puts its own handler in place.
+a native stack trace and no clean-up: code that imports pycolmap calls :func:`reclaim_sigterm`
+right after (importing it up front would cost every run its ~50 MB).
 
 A run records :func:`process_info` in ``run.json``; :func:`process_alive` tells a later
 run whether a folder marked ``running`` still has its process.
@@ -14,7 +14,6 @@ run whether a folder marked ``running`` still has its process.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import signal
@@ -23,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Terminated", "sigterm_as_interrupt", "process_info", "process_alive"]
+__all__ = ["Terminated", "sigterm_as_interrupt", "reclaim_sigterm", "process_info", "process_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +50,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if _active or threading.current_thread() is not threading.main_thread():
         yield
         return
-    if importlib.util.find_spec("pycolmap") is not None:
-        import pycolmap  # noqa: F401 - its import installs glog's handler, which ours replaces below
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     _active = True
     try:
@@ -60,6 +57,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         _active = False
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def reclaim_sigterm() -> None:
+    """Put the handler of an active :func:`sigterm_as_interrupt` back in place (after an import,
+    pycolmap's, that replaced it at the C level; Python's own record of the handler is unchanged)."""
+    if _active and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def process_info() -> dict:

@@ -22,7 +22,7 @@ from . import __version__
 from .consistency.clip_stage import ClipAlignmentStage
 from .consistency.temporal import TemporalFusion, TemporalSettings
 from .errors import InputError, ReconstructionError
-from .interrupts import process_info, sigterm_as_interrupt
+from .interrupts import process_info, reclaim_sigterm, sigterm_as_interrupt
 from .io.disk_space import check_free_space, depth_output_bytes, sfm_scratch_bytes
 from .geometry import resize_depth
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
@@ -404,8 +404,11 @@ def _check_space(out: OutputFolder, opts: RunOptions, source: FrameSource, sfm: 
 def _estimate_cameras(frames: _ResizedFrames, source: FrameSource, prior_name: str, out: OutputFolder,
                       opts: RunOptions, user_K: Intrinsics | None) -> Cameras:
     """Structure from motion over the processing-resolution frames, with per-stage progress."""
+    import pycolmap  # noqa: F401 - its import installs glog's SIGTERM handler: take ours back below
+
     from .cameras.sfm import estimate_cameras
 
+    reclaim_sigterm()
     bars: dict[str, Progress] = {}
 
     def sfm_progress(stage: str, done: int, total: int) -> None:

@@ -191,6 +191,28 @@ def test_sigterm_ends_the_run_like_ctrl_c(tmp_path):
     assert not (out / ".work").exists()
 
 
+_TERM_AT_CAMERAS = """
+import os, signal, sys
+from steadydepth.cameras import sfm
+assert "pycolmap" not in sys.modules  # the run imports it (and with it glog's handler) itself
+estimate_cameras = sfm.estimate_cameras
+def term_then_solve(*a, **k):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return estimate_cameras(*a, **k)
+sfm.estimate_cameras = term_then_solve
+from steadydepth.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_camera_solving_is_not_a_native_stack_trace(tmp_path):
+    out = tmp_path / "out"
+    res = _child(_TERM_AT_CAMERAS, "run", str(_image_folder(tmp_path / "imgs", n=4)), "-o", str(out), "--quiet")
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "terminated" in res.stderr, res.stderr
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+
+
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # reaped: the pid no longer exists
