@@ -22,9 +22,9 @@ from . import __version__
 from .consistency.clip_stage import ClipAlignmentStage
 from .consistency.temporal import TemporalFusion, TemporalSettings
 from .errors import InputError, ReconstructionError
+from .geometry import resize_depth
 from .interrupts import process_info, reclaim_sigterm, sigterm_as_interrupt
 from .io.disk_space import check_free_space, depth_output_bytes, sfm_scratch_bytes
-from .geometry import resize_depth
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
