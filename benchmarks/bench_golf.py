@@ -3,7 +3,11 @@
 Runs the default ``steadydepth run`` on ``../shared/data/golf_clip/golf.mov`` (or scores output
 folders given with ``--runs LABEL=DIR ...``, e.g. one made by an older checkout), then prints per
 run the pose-free, ground-truth-free flicker (:func:`steadydepth.eval.temporal_metrics.flow_flicker`,
-depth change along checked optical flow between consecutive frames, x100), the focal length in
+depth change along checked optical flow between consecutive frames, x100; on this forward walk it
+also counts the true change of depth, about 1-2 % per frame on the near walls), the self-consistency
+TAE (:func:`~steadydepth.eval.temporal_metrics.temporal_alignment_error` of the depth through the
+run's *own* cameras, x100: how far each frame's depth disagrees with its neighbour's where the run
+says they see the same surface), the focal length in
 ``cameras.json`` and the run's warnings, and writes ``--picture`` (default
 ``benchmarks/golf_frames.png``): the first, middle and last frames, the input on top and each
 run's depth below (inverse depth, one colour range per run from its 2-98 % depth percentiles).
@@ -36,7 +40,8 @@ def _run_default(out: Path) -> None:
 
 
 def main() -> None:
-    from steadydepth.eval.temporal_metrics import flow_flicker
+    from steadydepth.eval.temporal_metrics import flow_flicker, temporal_alignment_error
+    from steadydepth.types import Intrinsics
     from steadydepth.io.frames import open_source
     from steadydepth.scene.colormap import colorize_depth, robust_range
 
@@ -61,13 +66,18 @@ def main() -> None:
         depths = [np.where(np.isfinite(d), d, 0) for d in depth]
         cams = json.loads((Path(folder) / "cameras.json").read_text())
         info = json.loads((Path(folder) / "run.json").read_text())
-        rows.append((label, flow_flicker(images, depths), (cams.get("intrinsics") or {}).get("fx"),
+        intr = cams.get("intrinsics") or {}
+        poses = [None if f.get("pose_c2w") is None else np.asarray(f["pose_c2w"]) for f in cams.get("frames", [])]
+        self_tae = (temporal_alignment_error(depths, Intrinsics(intr["fx"], intr["fy"], intr["cx"], intr["cy"],
+                                                                intr["width"], intr["height"]), poses)
+                    if intr and len(poses) == len(depths) else float("nan"))
+        rows.append((label, flow_flicker(images, depths), self_tae, intr.get("fx"),
                      ",".join(sorted({str(x).split(":", 1)[0] for x in info.get("warnings", [])})) or "none"))
         lo, hi = robust_range(depths)
         depth_rows.append([cv2.resize(colorize_depth(depths[k], lo, hi), (w // 4, h // 4)) for k in picks])
-    print("| run | flow flicker x100 | focal px | warnings |\n|---|---|---|---|")
-    for label, fl, fx, warn in rows:
-        print(f"| {label} | {fl:.2f} | {fx if fx is None else round(fx, 1)} | {warn} |")
+    print("| run | flow flicker x100 | self-consistency TAE x100 | focal px | warnings |\n|---|---|---|---|---|")
+    for label, fl, tae, fx, warn in rows:
+        print(f"| {label} | {fl:.2f} | {tae:.2f} | {fx if fx is None else round(fx, 1)} | {warn} |")
     top = [cv2.resize(images[k], (w // 4, h // 4), interpolation=cv2.INTER_AREA) for k in picks]
     grid = np.vstack([np.hstack(top)] + [np.hstack(r) for r in depth_rows])
     cv2.imwrite(args.picture, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))

@@ -12,9 +12,10 @@ Pipeline of :func:`estimate_cameras`:
    sequential matching, incremental mapping; models with under 100 points or bogus camera
    parameters are dropped (all dropped with SIMPLE_RADIAL: one retry with ``k`` fixed at 0),
    and of the rest the one with most registered images is kept.
-   When no intrinsics are given, the radial term is dropped when the keyframes fit as well
-   without it (:func:`~steadydepth.cameras.sfm_focal.check_distortion`: a large ``k`` can
-   compensate a wrong focal), then the focal's conditioning is checked (:func:`_check_focal`):
+   When no intrinsics are given, the radial term is kept only when it fits the keyframes
+   clearly better than ``k = 0`` (:func:`~steadydepth.cameras.sfm_focal.check_distortion`, also
+   after a mapping with ``k`` fixed: a large ``k`` can compensate a wrong focal, and a real lens
+   needs its term), then the focal's conditioning is checked (:func:`_check_focal`):
    if bundle adjustment with the focal fixed 20 % off its estimate fits as well (forward
    motion, motion along a dominant plane), the clip does not determine it and the focal is
    set to the prior (``--fov``, else :data:`DEFAULT_FOCAL_FACTOR` x the long side) with an
@@ -300,7 +301,7 @@ def estimate_cameras(
                                     rescue_preset(cfg), progress, timings)
         if _mapped_enough(rec2, len(dense)):
             rescue_note = (f"sfm: the first mapping failed (blur or faint texture?); recovered with {len(dense)} "
-                           "keyframes, more SIFT features and the radial distortion fixed at 0")
+                           "keyframes, more SIFT features and the radial distortion fixed at 0 while mapping")
             rec, num_models, kf = rec2, num2, dense
             timings["num_keyframes"] = len(kf)
     if not _mapped_enough(rec, len(kf)):

@@ -58,28 +58,37 @@ def _adjusted(rec, *, focal: float | None = None, k: float | None = None, refine
 
 
 def check_distortion(rec):
-    """Drop the radial term when the keyframes do not need it.
+    """Keep the radial term only where the keyframes need it.
 
     A SIMPLE_RADIAL ``k`` trades off against the focal: on weakly conditioned clips the mapping
-    can settle on a wrong focal with a large ``k`` that compensates it. The model is
-    bundle-adjusted with ``k`` free and with ``k`` fixed at 0 (focal free in both); when ``k = 0``
-    fits within ``_DISTORTION_MIN_RISE`` of the free fit, the simpler camera is kept. Returns
-    ``rec`` (the term is needed, or the camera has none) or the ``k = 0`` copy.
+    can settle on a wrong focal with a large ``k`` that compensates it, or (when ``k`` ran away
+    and the mapping was redone with it fixed at 0) lose a real lens distortion. The model is
+    bundle-adjusted with ``k`` free (from its current value) and with ``k`` fixed at 0, focal
+    free, and with ``k`` free and the focal held; of those whose camera is plausible
+    (:func:`_model_ok`) the better fit is kept when it lowers the mean reprojection error by at
+    least ``_DISTORTION_MIN_RISE`` against ``k = 0`` (focal free), else the ``k = 0`` fit.
+    Returns the re-adjusted copy (``rec`` itself for a camera without the term).
     """
     cam = next(iter(rec.cameras.values()))
-    if cam.model.name != "SIMPLE_RADIAL" or float(cam.params[3]) == 0.0:
+    if cam.model.name != "SIMPLE_RADIAL":
         return rec
-    free = _adjusted(rec).compute_mean_reprojection_error()
     zero = _adjusted(rec, k=0.0)
-    rise = zero.compute_mean_reprojection_error() / max(free, 1e-12)
-    k = float(cam.params[3])
-    if np.isfinite(rise) and rise < 1.0 + _DISTORTION_MIN_RISE and _model_ok(zero):
-        log.info("SfM: radial distortion k=%.4g not needed (k = 0 raises the reprojection error by %+.1f %%): "
-                 "dropped", k, 100 * (rise - 1))
+    # k free with the focal free, and with the focal held (on forward motion the two trade off
+    # and a free pair can run away, e.g. k = 4.7): the plausible fit with the lower error
+    fits = [f for f in (_adjusted(rec), _adjusted(rec, focal=float(cam.params[0]))) if _model_ok(f)]
+    if not fits:
+        log.info("SfM: a radial distortion term does not fit the keyframes plausibly: k = 0")
         return zero
-    log.debug("SfM: radial distortion k=%.4g kept (k = 0 raises the reprojection error by %+.1f %%)",
-              k, 100 * (rise - 1))
-    return rec
+    free = min(fits, key=lambda f: f.compute_mean_reprojection_error())
+    rise = zero.compute_mean_reprojection_error() / max(free.compute_mean_reprojection_error(), 1e-12)
+    k = float(next(iter(free.cameras.values())).params[3])
+    if np.isfinite(rise) and rise >= 1.0 + _DISTORTION_MIN_RISE:
+        log.info("SfM: radial distortion k=%.4g kept (k = 0 raises the reprojection error by %+.1f %%)",
+                 k, 100 * (rise - 1))
+        return free
+    log.info("SfM: radial distortion k=%.4g not needed (k = 0 raises the reprojection error by %+.1f %%): "
+             "k = 0", k, 100 * (rise - 1))
+    return zero
 
 
 def _check_focal(rec, prior: float, from_fov: bool):

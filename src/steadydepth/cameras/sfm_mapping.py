@@ -118,11 +118,19 @@ def _map_keyframes(
 
     good, num = _run(opts)
     if not good and K is None and num > 0 and not preset.fixed_distortion:
-        # SIMPLE_RADIAL can diverge on weak geometry (e.g. forward motion): retry with k fixed at 0
-        log.info("SfM: retrying the mapping with the radial distortion fixed at 0")
-        opts.ba_refine_extra_params = False
-        opts.mapper.abs_pose_refine_extra_params = False
+        # SIMPLE_RADIAL can diverge on weak geometry (forward motion: focal and k trade off and
+        # run away together): retry with the focal held at its seed, then with k fixed at 0
+        log.info("SfM: retrying the mapping with the focal held at its seed")
+        opts.ba_refine_focal_length = False
+        opts.mapper.abs_pose_refine_focal_length = False
         good, num = _run(opts)
+        if not good and num > 0:
+            log.info("SfM: retrying the mapping with the radial distortion fixed at 0")
+            opts.ba_refine_focal_length = True
+            opts.mapper.abs_pose_refine_focal_length = True
+            opts.ba_refine_extra_params = False
+            opts.mapper.abs_pose_refine_extra_params = False
+            good, num = _run(opts)
     timings["mapping"] = time.perf_counter() - t0
     if not good:
         return None, num
