@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cameras.lens import RadialLens, lens_for
 from .consistency.clip_stage import ClipAlignmentStage
 from .consistency.temporal import TemporalFusion, TemporalSettings
 from .errors import InputError, ReconstructionError
@@ -87,16 +88,19 @@ class DepthVideo:
 
 
 class _ResizedFrames:
-    """Re-iterable view of a source at the processing resolution."""
+    """Re-iterable view of a source at the processing resolution, undistorted once ``lens`` is set."""
 
     def __init__(self, source: FrameSource, max_res: int | None) -> None:
         self.source = source
         self.max_res = max_res
         self.size = processing_size(source.width, source.height, max_res)
+        self.lens: RadialLens | None = None
 
     def __iter__(self) -> Iterator[Frame]:
         for frame in self.source:
             image = resize_frame(frame.image, self.max_res)
+            if self.lens is not None:
+                image = self.lens.undistort_image(image)
             yield Frame(index=frame.index, image=image, time=frame.time, name=frame.name)
 
 
@@ -124,7 +128,8 @@ def _versions() -> dict:
 class _DepthWriter:
     """Writes each finished frame at the output size: the metric-hint scale (``depth=M`` fixes
     it on the first frame), the resize to ``size = (width, height)`` and every format of the
-    run. Counts frames and clipped png16 pixels; ``metric`` is the prior's flag once known."""
+    run. Counts frames and clipped png16 pixels; ``metric`` is the prior's flag once known.
+    With a ``lens`` the depth arrives on its pinhole grid and is written on the input pixels."""
 
     def __init__(self, out: OutputFolder, opts: RunOptions, hint: tuple[str, float] | None, scale: float,
                  units: str, size: tuple[int, int]) -> None:
@@ -133,8 +138,11 @@ class _DepthWriter:
         self.count = 0
         self.clipped = 0
         self.metric: bool | None = None
+        self.lens: RadialLens | None = None
 
     def write(self, depth: np.ndarray, conf: np.ndarray) -> None:
+        if self.lens is not None:
+            depth, conf = self.lens.distort_depth(depth, conf)
         if self.hint is not None and self.hint[0] == "depth" and self.count == 0:
             med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
             if med <= 0:
@@ -228,6 +236,7 @@ def estimate(
             cameras = _estimate_cameras(frames, source, prior.name, out, opts, user_K)
             timings["cameras"] = time.perf_counter() - t0
             warnings.extend(cameras.warnings)
+            frames.lens = lens_for(cameras.intrinsics, proc_w, proc_h)  # the prior works on a pinhole grid
 
         hint = parse_metric_hint(opts.metric_hint) if opts.metric_hint else None
         scale, units = (_travel_scale(cameras, hint[1]), "metres") if hint and hint[0] == "travel" else (1.0, "scene")
@@ -240,6 +249,7 @@ def estimate(
         frame_indices: list[int] = []
         images = _ImageStash(out.work_dir / "images")  # images the prior has read but not yet answered
         writer = _DepthWriter(out, opts, hint, scale, units, (out_w, out_h))
+        writer.lens = frames.lens
         stage: ClipAlignmentStage | None = None  # relative frames waiting for the clip alignment
 
         fusion = _temporal_fusion(prior, cameras, opts, (proc_w, proc_h))
