@@ -58,6 +58,8 @@ def test_distorted_clip_scores_better_with_undistortion(clip, tmp_path, monkeypa
     assert meta["intrinsics"]["k1"] == K1 and meta["intrinsics"]["model"] == "SIMPLE_RADIAL"
     assert "distorted" in meta["depth_pixels"]
     assert "SIMPLE_RADIAL" in (tmp_path / "lens" / "colmap" / "cameras.txt").read_text()
+    with np.load(tmp_path / "lens" / "depth.npz") as z:
+        assert float(z["k1"]) == K1
 
     # the point cloud is unprojected through the lens: COLMAP's own camera projects each point
     # back onto the input pixel it came from

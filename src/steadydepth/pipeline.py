@@ -255,6 +255,8 @@ def estimate(
         fusion = _temporal_fusion(prior, cameras, opts, (proc_w, proc_h))
 
         def emit(depth: np.ndarray, conf: np.ndarray) -> None:
+            if frames.lens is not None:  # nothing seen beyond the input image: keep it out of the fusion
+                depth, conf = frames.lens.drop_unseen(depth, conf)
             for fused in fusion.push(depth, conf):
                 writer.write(*fused)
 

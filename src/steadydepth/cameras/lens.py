@@ -150,11 +150,22 @@ class RadialLens:
         black where the pinhole ray falls outside the input)."""
         h, w = image.shape[:2]
         mx, my = self.input_positions(w, h)
-        if (w, h) not in self._outside:
-            self._outside[(w, h)] = (mx < -0.5) | (mx > w - 0.5) | (my < -0.5) | (my > h - 0.5)
         out = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out[self._outside[(w, h)]] = 0  # the half pixel at the edge is the edge pixel's; beyond it, nothing
+        out[self.unseen(w, h)] = 0  # the half pixel at the edge is the edge pixel's; beyond it, nothing
         return out
+
+    def unseen(self, width: int, height: int) -> np.ndarray:
+        """Pinhole pixels ``(H, W)`` bool whose ray falls outside the input image (nothing was seen there)."""
+        key = (int(width), int(height))
+        if key not in self._outside:
+            mx, my = self.input_positions(*key)
+            self._outside[key] = (mx < -0.5) | (mx > key[0] - 0.5) | (my < -0.5) | (my > key[1] - 0.5)
+        return self._outside[key]
+
+    def drop_unseen(self, depth: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pinhole-grid depth and confidence with the :meth:`unseen` pixels set invalid (0)."""
+        mask = self.unseen(depth.shape[1], depth.shape[0])
+        return np.where(mask, 0.0, depth).astype(np.float32), np.where(mask, 0.0, confidence).astype(np.float32)
 
     def distort_depth(self, depth: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pinhole-grid z-depth ``(H, W)`` and confidence -> the same maps on the input pixels (float32)."""
