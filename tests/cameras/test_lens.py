@@ -163,7 +163,14 @@ def test_undistort_image_gives_the_pinhole_image(views):
     err = np.abs(und.astype(np.float64) - img_p)[inside].mean()
     before = np.abs(img_d.astype(np.float64) - img_p)[inside].mean()
     assert err < 0.35 * before, (err, before)
-    assert (und[~((mx >= -0.5) & (mx <= W - 0.5) & (my >= -0.5) & (my <= H - 0.5))] == 0).all()  # nothing invented
+    # pinhole pixels that see beyond the input are marked, and depth there is never kept
+    lens = RadialLens(dist)
+    unseen = lens.unseen(W, H)
+    np.testing.assert_array_equal(unseen, ~((mx >= -0.5) & (mx <= W - 0.5) & (my >= -0.5) & (my <= H - 0.5)))
+    assert 0 < unseen.mean() < 0.25
+    d, c = lens.drop_unseen(np.ones((H, W), np.float32), np.ones((H, W), np.float32))
+    np.testing.assert_array_equal(d > 0, ~unseen)
+    np.testing.assert_array_equal(c > 0, ~unseen)
 
 
 def test_negative_k1_past_the_fold_is_invalid_not_wrapped():

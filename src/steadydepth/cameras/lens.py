@@ -11,7 +11,7 @@ distortion: pinhole pixel ``(u', v') = (fx * x + cx, fy * y + cy)``. :class:`Rad
 images and depth maps between the two grids with OpenCV remap grids built once per image size:
 
 * :meth:`RadialLens.undistort_image`: input image -> pinhole image (bilinear; pinhole pixels
-  whose ray falls outside the input image are black);
+  whose ray falls outside the input image, :meth:`RadialLens.unseen`, repeat its edge);
 * :meth:`RadialLens.distort_depth`: pinhole-grid depth -> input pixels;
   :meth:`RadialLens.undistort_depth`: the inverse. Depth resampling is invalid-aware: bilinear
   in disparity (exact on planes) where the four neighbours are valid and agree within
@@ -146,13 +146,16 @@ class RadialLens:
 
     # ------------------------------------------------------------------ resampling
     def undistort_image(self, image: np.ndarray) -> np.ndarray:
-        """Input image ``(H, W[, C])`` -> the pinhole image of the same size and ``K`` (bilinear;
-        black where the pinhole ray falls outside the input)."""
+        """Input image ``(H, W[, C])`` -> the pinhole image of the same size and ``K`` (bilinear).
+
+        Pinhole pixels whose ray falls outside the input (:meth:`unseen`) repeat the nearest edge
+        pixel: a working image for matching (black there gave matching windows a false edge and
+        more gross errors along the image border); depth found there is dropped with
+        :meth:`drop_unseen`, and :meth:`distort_depth` never reads it back.
+        """
         h, w = image.shape[:2]
         mx, my = self.input_positions(w, h)
-        out = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out[self.unseen(w, h)] = 0  # the half pixel at the edge is the edge pixel's; beyond it, nothing
-        return out
+        return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def unseen(self, width: int, height: int) -> np.ndarray:
         """Pinhole pixels ``(H, W)`` bool whose ray falls outside the input image (nothing was seen there)."""
