@@ -141,12 +141,13 @@ def test_relative_disparity_prior_is_aligned_over_the_clip(tmp_path):
 def test_failure_mid_run_keeps_finished_frames_and_says_so(tmp_path):
     from steadydepth import InputError
 
-    folder, gt = _depth_folder(tmp_path, n=3)  # depth for 3 frames, the clip has 6
-    with pytest.raises(InputError, match="no depth file for source frame 3"):
+    folder, gt = _depth_folder(tmp_path, n=6)
+    (folder / "frame3.npy").write_bytes(b"not a depth map")  # the 4th frame's depth is damaged
+    with pytest.raises(InputError, match="frame3.npy"):
         estimate(_frames(6), tmp_path / "out", prior=f"files:{folder}", progress_bar=False)
     out = tmp_path / "out"
     info = json.loads((out / "run.json").read_text())
-    assert info["status"] == "failed" and "source frame 3" in info["error"]
+    assert info["status"] == "failed" and "frame3.npy" in info["error"]
     np.testing.assert_allclose(np.load(out / "depth" / "000002.npy"), gt[2], rtol=1e-6)
     assert not list((out / "depth").glob(".*"))  # no temporary leftovers
 

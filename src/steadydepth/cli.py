@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import InputError, SteadyDepthError
+from .errors import InputError, SteadyDepthError, exit_codes_help
 from .io.depth_files import DEPTH_FORMATS
-from .options import PRESETS, RunOptions
+from .options import PRESETS, RunOptions, cli_names
 from .scene.colormap import COLORMAPS
 from .types import Intrinsics
 
@@ -36,7 +37,8 @@ def _intrinsics(text: str) -> tuple[float, float, float, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steadydepth", description="Temporally consistent depth from video.")
+    parser = argparse.ArgumentParser(prog="steadydepth", description="Temporally consistent depth from video.",
+                                     epilog=exit_codes_help())
     parser.add_argument("--version", action="version", version=f"steadydepth {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bar")
@@ -44,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", parents=[common], help="estimate depth for a video or image sequence")
+    run = sub.add_parser("run", parents=[common], help="estimate depth for a video or image sequence",
+                         epilog=exit_codes_help())
     run.add_argument("input", help="video file (mp4, mov, mkv, webm, ...), image folder, or glob ('dir/*.png')")
     run.add_argument("-o", "--output", required=True, help="output folder")
     run.add_argument("--prior", default="mvs",
@@ -90,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else getattr(logging, args.log_level)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if level > logging.DEBUG:  # third-party logs stay off the terminal; our errors say what failed
+        for name, env in (("huggingface_hub", "HF_HUB_VERBOSITY"), ("transformers", "TRANSFORMERS_VERBOSITY"),
+                          ("diffusers", "DIFFUSERS_VERBOSITY")):
+            logging.getLogger(name).setLevel(logging.ERROR)
+            os.environ.setdefault(env, "error")  # their own handlers read it when they are imported
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -140,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args)
     try:
         if args.command == "run":
-            return _cmd_run(args)
+            with cli_names():
+                return _cmd_run(args)
         if args.command == "eval":
-            return _cmd_eval(args)
+            with cli_names():
+                return _cmd_eval(args)
         if args.command == "priors":
             from .priors import available_priors
 

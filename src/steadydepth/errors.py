@@ -14,6 +14,8 @@ __all__ = [
     "DependencyError",
     "ReconstructionError",
     "ModelError",
+    "NoDepthError",
+    "exit_codes_help",
 ]
 
 
@@ -51,6 +53,29 @@ class ModelError(SteadyDepthError):
     """A learned model cannot be loaded or run (no weights offline, bad file, bad config)."""
 
     exit_code = 6
+
+
+class NoDepthError(ReconstructionError):
+    """The run finished but no frame has any valid depth (exit code 7).
+
+    Typical causes: the camera does not translate (static, pure pan) so multi-view stereo
+    has no parallax, or structure from motion built no model (too few frames, too few
+    features). The message says which, and what to do (a learned prior, ``--fov``, a longer
+    clip). The per-frame files already written hold depth 0 (invalid), never a made-up value.
+    """
+
+    exit_code = 7
+
+
+def exit_codes_help() -> str:
+    """The command line's exit codes, one per error class (for ``--help`` and the README)."""
+    codes = [(0, "done"), (1, "internal error"), (InputError.exit_code, "bad input or option"),
+             (OutputError.exit_code, "output cannot be written"),
+             (DependencyError.exit_code, "optional dependency missing"),
+             (ReconstructionError.exit_code, "cameras could not be solved"),
+             (ModelError.exit_code, "learned model cannot be loaded"),
+             (NoDepthError.exit_code, "no depth could be recovered"), (130, "interrupted")]
+    return "exit codes: " + ", ".join(f"{code} {what}" for code, what in codes)
 
 
 def require(module: str, extra: str, purpose: str):

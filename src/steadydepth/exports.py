@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 def write_cameras(out: OutputFolder, cameras: Cameras | None, intrinsics: Intrinsics | None,
                   frame_indices: list[int], units: str) -> None:
     """``cameras.json`` (intrinsics at the output resolution with their radial ``k1``, c2w poses,
-    null where unknown); plus ``colmap/`` text files and ``sparse.ply`` when SfM ran."""
+    null where unknown, and per frame ``pose_source``: how the pose was obtained, see
+    :data:`~steadydepth.types.POSE_SOURCES`); plus ``colmap/`` text files and ``sparse.ply`` when SfM ran."""
     poses = cameras.poses if cameras is not None else [None] * len(frame_indices)
     out.write_json("cameras.json", {
         "convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward); "
@@ -31,7 +32,8 @@ def write_cameras(out: OutputFolder, cameras: Cameras | None, intrinsics: Intrin
         "source": cameras.source if cameras is not None else None,
         "intrinsics": intrinsics.to_dict() if intrinsics is not None else None,
         "frames": [
-            {"position": i, "index": int(idx), "pose_c2w": None if p is None else np.asarray(p).tolist()}
+            {"position": i, "index": int(idx), "pose_c2w": None if p is None else np.asarray(p).tolist(),
+             "pose_source": cameras.pose_source(i) if cameras is not None else None}
             for i, (idx, p) in enumerate(zip(frame_indices, poses))
         ],
     })

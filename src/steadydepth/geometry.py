@@ -33,6 +33,7 @@ __all__ = [
     "relative_pose",
     "align_sim3",
     "interpolate_poses",
+    "pose_fill_kinds",
     "world_to_camera",
     "project_points",
     "project_camera_points",
@@ -131,6 +132,18 @@ def interpolate_poses(
                 q[d, 3] = np.interp(ti, tk, K[:, d, 3])
         out[i] = q
     return out  # type: ignore[return-value]
+
+
+def pose_fill_kinds(poses_c2w: Sequence[np.ndarray | None]) -> list[str | None]:
+    """How :func:`interpolate_poses` fills each ``None`` entry: ``"interpolated"`` between two
+    posed frames, ``"copied"`` before the first / after the last posed one (the nearest pose);
+    None for the entries that already have a pose (and for every entry when none has one)."""
+    known = [i for i, p in enumerate(poses_c2w) if p is not None]
+    if not known:
+        return [None] * len(poses_c2w)
+    first, last = known[0], known[-1]
+    return [None if p is not None else ("interpolated" if first < i < last else "copied")
+            for i, p in enumerate(poses_c2w)]
 
 
 # --------------------------------------------------------------------------- Sim(3)

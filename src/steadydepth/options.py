@@ -6,13 +6,49 @@ explicit options always win.
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import InputError
 from .io.depth_files import DEPTH_FORMATS
 from .types import Intrinsics
 
-__all__ = ["RunOptions", "PRESETS"]
+__all__ = ["RunOptions", "PRESETS", "METRIC_HINT_RANGE", "cli_names", "option_text", "parse_metric_hint"]
+
+#: option field -> the command-line flag that sets it (fields not listed are spelt ``--field-name``)
+CLI_FLAGS: dict[str, str] = {"hfov_deg": "--fov", "formats": "--format", "npz": "--no-npz", "vis": "--no-vis",
+                             "progress_bar": "--quiet"}
+
+#: accepted ``--metric-hint`` values in metres (a millimetre-sized scene up to a 1000 km path)
+METRIC_HINT_RANGE = (1e-3, 1e6)
+
+_CLI_NAMES: ContextVar[bool] = ContextVar("steadydepth_cli_names", default=False)
+
+
+@contextmanager
+def cli_names() -> Iterator[None]:
+    """Within this block, error messages name command-line flags (``--fov 200``) instead of
+    the Python arguments (``hfov_deg=200``); the command line wraps each command in it."""
+    token = _CLI_NAMES.set(True)
+    try:
+        yield
+    finally:
+        _CLI_NAMES.reset(token)
+
+
+def option_text(name: str, value: object = None) -> str:
+    """How the user spelt option ``name`` (a :class:`RunOptions` field or an ``eval`` argument):
+    ``--fov 200`` on the command line, ``hfov_deg=200`` from Python. A boolean flag is
+    ``--overwrite`` / ``overwrite=True``; ``value=None`` gives the name alone."""
+    if _CLI_NAMES.get():
+        flag = CLI_FLAGS.get(name, "--" + name.replace("_", "-"))
+        return flag if value is None or isinstance(value, bool) else f"{flag} {value}"
+    return name if value is None else f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
 
 #: preset -> defaults. ``max_res`` is the long side of the processing resolution in pixels;
 #: ``temporal_radius`` the neighbours on each side that the temporal fusion compares each
@@ -64,9 +100,10 @@ class RunOptions:
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> RunOptions:
-        """A copy with preset values filled in and every value checked."""
+        """A copy with preset values filled in and every value checked (no input is read:
+        the checks against the input are :func:`steadydepth.validation.check_run`)."""
         if self.preset not in PRESETS:
-            raise InputError(f"unknown preset '{self.preset}': choose one of {', '.join(PRESETS)}")
+            raise InputError(f"{option_text('preset', self.preset)}: unknown preset, choose one of {', '.join(PRESETS)}")
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in PRESETS[self.preset].items():
             if values.get(key) is None:
@@ -75,17 +112,32 @@ class RunOptions:
         out.formats = tuple(dict.fromkeys(("npy", *out.formats)))
         bad = [f for f in out.formats if f not in DEPTH_FORMATS]
         if bad:
-            raise InputError(f"unknown depth format(s) {bad}: choose from {', '.join(DEPTH_FORMATS)}")
-        if out.stride < 1 or out.start < 0 or (out.stop is not None and out.stop <= out.start):
-            raise InputError(f"bad frame range: start={out.start} stop={out.stop} stride={out.stride}")
-        if out.max_res is not None and out.max_res < 32:
-            raise InputError(f"--max-res {out.max_res} is too small (minimum 32 pixels)")
-        if out.temporal_radius is not None and not 0 <= out.temporal_radius <= 30:
-            raise InputError(f"--temporal-radius must be between 0 and 30 frames, got {out.temporal_radius}")
+            raise InputError(f"{option_text('formats', bad[0])}: unknown depth format, choose from "
+                             f"{', '.join(DEPTH_FORMATS)}")
+        _check_int(out.start, "start", 0)
+        _check_int(out.stride, "stride", 1)
+        if out.stop is not None:
+            _check_int(out.stop, "stop", out.start + 1, f"the frame to stop before, after {option_text('start')}")
+        _check_int(out.max_res, "max_res", 32, "pixels")
+        _check_int(out.temporal_radius, "temporal_radius", 0, "frames", high=30)
+        _check_int(out.points_stride, "points_stride", 1, "pixels")
         if out.output_res not in ("input", "processing"):
-            raise InputError(f"--output-res must be 'input' or 'processing', got '{out.output_res}'")
+            raise InputError(f"{option_text('output_res', out.output_res)}: must be 'input' or 'processing'")
+        if not _finite(out.png_scale) or out.png_scale <= 0:
+            raise InputError(f"{option_text('png_scale', out.png_scale)}: must be a positive finite number "
+                             "(16-bit PNG value = round(depth * scale))")
+        if out.hfov_deg is not None and (not _finite(out.hfov_deg) or not 1.0 < out.hfov_deg < 179.0):
+            raise InputError(f"{option_text('hfov_deg', out.hfov_deg)}: the horizontal field of view must be "
+                             "between 1 and 179 degrees")
         if out.metric_hint is not None:
             parse_metric_hint(out.metric_hint)
+        if not isinstance(out.device, str) or not _DEVICE.fullmatch(out.device.strip().lower()):
+            raise InputError(f"{option_text('device', out.device)}: unknown device, use cpu, cuda, cuda:N, mps or auto")
+        from .scene.colormap import COLORMAPS
+
+        if out.cmap not in COLORMAPS:
+            raise InputError(f"{option_text('cmap', out.cmap)}: unknown colour map, choose from "
+                             f"{', '.join(sorted(COLORMAPS))}")
         return out
 
     def to_dict(self) -> dict:
@@ -95,15 +147,38 @@ class RunOptions:
 
 
 def parse_metric_hint(hint: str) -> tuple[str, float]:
-    """``"depth=2.5"`` -> ``("depth", 2.5)``; raises InputError on anything else."""
-    kind, _, value = hint.partition("=")
+    """``"depth=2.5"`` -> ``("depth", 2.5)``; raises InputError on anything else, including
+    values outside :data:`METRIC_HINT_RANGE` metres (``inf``, ``1e-300``)."""
+    kind, _, value = str(hint).partition("=")
+    kind = kind.strip().lower()
     try:
         number = float(value)
     except ValueError:
         number = float("nan")
-    if kind not in ("depth", "travel") or not number > 0:
+    low, high = METRIC_HINT_RANGE
+    if kind not in ("depth", "travel") or not _finite(number):
         raise InputError(
-            f"--metric-hint '{hint}': expected depth=METRES (median depth of the first frame) "
+            f"{option_text('metric_hint', hint)}: expected depth=METRES (median depth of the first frame) "
             "or travel=METRES (camera path length over the clip)"
         )
+    if not low <= number <= high:
+        raise InputError(f"{option_text('metric_hint', hint)}: {kind} must be between {low:g} and {high:g} metres")
     return kind, number
+
+
+_DEVICE = re.compile(r"cpu|auto|mps|cuda(:\d+)?")
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_int(value: object, name: str, low: int, unit: str = "", *, high: int | None = None) -> None:
+    """Refuse ``value`` unless it is None or an integer in ``[low, high]`` (message names the option)."""
+    if value is None:
+        return
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low \
+        and (high is None or value <= high)
+    if not ok:
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InputError(f"{option_text(name, value)}: must be an integer {bound}{f' ({unit})' if unit else ''}")

@@ -14,6 +14,8 @@ Layout (a public contract; other tools read it)::
     OUTDIR/colmap/                 cameras.txt, images.txt, points3D.txt (when SfM ran)
     OUTDIR/sparse.ply              SfM points (when SfM ran)
     OUTDIR/run.json                versions, options, timings per stage, frame count, warnings, status
+    OUTDIR/.previous/              with --overwrite: the run being replaced, until this run writes its
+                                   first frame (put back if this run fails before that)
 
 Frames are numbered by their position in the processed stream (after range and stride);
 ``frame_indices`` maps them to source frames. Every file is written under a temporary
@@ -33,6 +35,7 @@ import numpy as np
 from .errors import OutputError
 from .io.atomic import atomic_path, atomic_write_json
 from .io.depth_files import DEPTH_FORMATS, write_depth, write_npz_stream
+from .options import option_text
 from .types import Cameras, Intrinsics
 
 __all__ = ["OutputFolder", "RUN_MARKERS"]
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 #: entries whose presence means "this folder already holds a run"
 RUN_MARKERS = ("run.json", "depth.npz", *(folder for folder, _ in DEPTH_FORMATS.values()), "confidence",
                "points", "depth_vis.mp4", "cameras.json", "colmap", "sparse.ply", ".work")
+#: where :meth:`OutputFolder.prepare` keeps the run being replaced until the new one writes a frame
+PREVIOUS = ".previous"
 
 
 class OutputFolder:
@@ -53,7 +58,8 @@ class OutputFolder:
 
     # -- set-up -----------------------------------------------------------------------
     def prepare(self) -> None:
-        """Create the folder; refuse one that holds another run unless ``overwrite``."""
+        """Create the folder; refuse one that holds another run unless ``overwrite``, which sets
+        that run aside in ``.previous/`` (see :meth:`discard_previous`, :meth:`restore_previous`)."""
         root = self.root
         if root.exists() and not root.is_dir():
             raise OutputError(f"{root}: output path exists and is not a folder")
@@ -61,22 +67,53 @@ class OutputFolder:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{root}: cannot create output folder ({exc.strerror or exc})") from exc
-        found = [name for name in RUN_MARKERS if (root / name).exists()]
-        if found:
-            if not self.overwrite:
-                raise OutputError(
-                    f"{root}: folder already holds a run ({', '.join(found)}); "
-                    "pass --overwrite to replace it, or choose another folder"
-                )
-            for name in found:
-                path = root / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
         probe = root / ".steadydepth-write-test"
         try:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
             raise OutputError(f"{root}: output folder is not writable ({exc.strerror or exc})") from exc
+        found = [name for name in RUN_MARKERS if (root / name).exists()]
+        if found:
+            if not self.overwrite:
+                raise OutputError(
+                    f"{root}: folder already holds a run ({', '.join(found)}); "
+                    f"pass {option_text('overwrite', True)} to replace it, or choose another folder"
+                )
+            self._set_aside(found)
+
+    def _set_aside(self, found: list[str]) -> None:
+        """Move the run being replaced into ``.previous/``. When ``.previous/`` is already there
+        (a replacing run stopped before its first frame), it stays and that attempt is dropped."""
+        backup = self.root / PREVIOUS
+        if backup.is_dir() and not _has_frames(self.root):
+            for name in found:
+                _remove(self.root / name)
+            return
+        if backup.exists():
+            _remove(backup)
+        backup.mkdir()
+        for name in found:
+            (self.root / name).rename(backup / name)
+
+    def discard_previous(self) -> None:
+        """Delete the replaced run (called once this run has written its first frame)."""
+        if (self.root / PREVIOUS).exists():
+            _remove(self.root / PREVIOUS)
+
+    def restore_previous(self) -> bool:
+        """Put back the run that :meth:`prepare` set aside, removing this run's files; False when
+        there is none (no run was replaced, or this run has already written frames)."""
+        backup = self.root / PREVIOUS
+        if not backup.is_dir():
+            return False
+        for name in RUN_MARKERS:
+            if (self.root / name).exists():
+                _remove(self.root / name)
+        for entry in backup.iterdir():
+            entry.rename(self.root / entry.name)
+        backup.rmdir()
+        return True
 
     @property
     def work_dir(self) -> Path:
@@ -98,7 +135,10 @@ class OutputFolder:
 
     def write_frame(self, position: int, depth: np.ndarray, confidence: np.ndarray, *,
                     formats: tuple[str, ...] = ("npy",), png_scale: float = 1000.0) -> int:
-        """Write one frame's depth in every requested format; return the number of PNG-clipped pixels."""
+        """Write one frame's depth in every requested format; return the number of PNG-clipped pixels.
+        The first frame replaces the run set aside by :meth:`prepare` (it is deleted)."""
+        if position == 0:
+            self.discard_previous()
         clipped = 0
         for fmt in formats:
             path = self.depth_path(position, fmt)
@@ -125,10 +165,12 @@ class OutputFolder:
         """Assemble ``depth.npz`` from the per-frame files, one frame in memory at a time."""
         h, w = shape
         poses = np.full((count, 4, 4), np.nan, dtype=np.float64)
+        pose_source = np.full(count, "", dtype="<U16")  # "" where there is no pose
         if cameras is not None:
             for i, pose in enumerate(cameras.poses[:count]):
                 if pose is not None:
                     poses[i] = pose
+                    pose_source[i] = cameras.pose_source(i)
         K = intrinsics.K if intrinsics is not None else np.full((3, 3), np.nan)
         path = self.root / "depth.npz"
         write_npz_stream(
@@ -144,6 +186,7 @@ class OutputFolder:
                 "K": K,
                 "k1": np.float64(intrinsics.k1 if intrinsics is not None else np.nan),
                 "poses": poses,
+                "pose_source": pose_source,
             },
         )
         return path
@@ -152,6 +195,15 @@ class OutputFolder:
         path = self.root / name
         atomic_write_json(path, obj)
         return path
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _has_frames(root: Path) -> bool:
+    depth = root / "depth"
+    return depth.is_dir() and any(depth.iterdir())
 
 
 def write_depth_like(path: Path, array: np.ndarray) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import tempfile
 import time
+import weakref
 from contextlib import contextmanager
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,14 +24,15 @@ from . import __version__
 from .cameras.lens import RadialLens, lens_for
 from .consistency.clip_stage import ClipAlignmentStage
 from .consistency.temporal import TemporalFusion, TemporalSettings
-from .errors import InputError, ReconstructionError
+from .errors import InputError, NoDepthError, ReconstructionError
 from .geometry import resize_depth
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
 from .priors.base import PriorContext, create_prior
-from .progress import Progress, peak_memory_mb
+from .progress import LoggedWarnings, Progress, peak_memory_mb
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
+from .validation import check_run
 
 __all__ = ["estimate", "DepthVideo"]
 
@@ -75,8 +78,6 @@ class DepthVideo:
 
     def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
         """Copy the run's outputs to ``folder`` (refuses a folder holding a run unless ``overwrite``)."""
-        import shutil
-
         target = OutputFolder(folder, overwrite=overwrite)
         target.prepare()
         for entry in self.folder.iterdir():
@@ -84,6 +85,7 @@ class DepthVideo:
                 continue
             dest = target.root / entry.name
             shutil.copytree(entry, dest) if entry.is_dir() else shutil.copy2(entry, dest)
+        target.discard_previous()
         return target.root
 
 
@@ -127,7 +129,7 @@ def _versions() -> dict:
 
 class _DepthWriter:
     """Writes each finished frame at the output size: the metric-hint scale (``depth=M`` fixes
-    it on the first frame), the resize to ``size = (width, height)`` and every format of the
+    it on the first frame with depth), the resize to ``size = (width, height)`` and every format of the
     run. Counts frames and clipped png16 pixels; ``metric`` is the prior's flag once known.
     With a ``lens`` the depth arrives on its pinhole grid and is written on the input pixels."""
 
@@ -137,20 +139,22 @@ class _DepthWriter:
         self.scale, self.units = scale, units
         self.count = 0
         self.clipped = 0
+        self.valid = 0  # valid (depth > 0) pixels written
+        self.hint_applied = False
         self.metric: bool | None = None
         self.lens: RadialLens | None = None
 
     def write(self, depth: np.ndarray, conf: np.ndarray) -> None:
         if self.lens is not None:
             depth, conf = self.lens.distort_depth(depth, conf)
-        if self.hint is not None and self.hint[0] == "depth" and self.count == 0:
-            med = float(np.median(depth[depth > 0])) if (depth > 0).any() else 0.0
-            if med <= 0:
-                raise InputError("--metric-hint depth=...: the first frame has no valid depth")
-            self.scale, self.units = self.hint[1] / med, "metres"
+        if self.hint is not None and self.hint[0] == "depth" and not self.hint_applied and (depth > 0).any():
+            # the first frame with depth fixes the scale (frames before it hold no depth to scale)
+            self.scale, self.units = self.hint[1] / float(np.median(depth[depth > 0])), "metres"
+            self.hint_applied = True
         if self.scale != 1.0:
             depth = depth * np.float32(self.scale)
         depth, conf = resize_depth(depth, conf, self.size)
+        self.valid += int(np.count_nonzero(depth > 0))
         self.clipped += self.out.write_frame(self.count, depth, conf, formats=self.opts.formats,
                                              png_scale=self.opts.png_scale)
         self.count += 1
@@ -197,9 +201,12 @@ def estimate(
     """Estimate depth for every frame of a video, an image folder/glob, or in-memory frames.
 
     ``options`` (or keyword overrides of :class:`~steadydepth.options.RunOptions` fields)
-    choose the prior, preset, frame range and outputs. Results go to ``output_dir`` (a
-    temporary folder when None) as they finish; the returned :class:`DepthVideo` reads
-    them back lazily.
+    choose the prior, preset, frame range and outputs. Every option and the input are
+    checked before the output folder is touched; a run it replaces (``overwrite``) is put
+    back if this one fails before its first frame. Results go to ``output_dir`` as they
+    finish; the returned :class:`DepthVideo` reads them back lazily. With ``output_dir=None``
+    they go to a temporary folder that is removed when the run fails or when the returned
+    :class:`DepthVideo` is garbage-collected (``DepthVideo.save`` keeps a copy).
     """
     opts = (options or RunOptions())
     if overrides:
@@ -209,10 +216,11 @@ def estimate(
     warnings: list[str] = []
     started = time.perf_counter()
 
-    out = OutputFolder(output_dir if output_dir is not None else tempfile.mkdtemp(prefix="steadydepth-"),
-                       overwrite=opts.overwrite)
     source = open_source(src, start=opts.start, stop=opts.stop, stride=opts.stride)
     prior = create_prior(opts.prior)
+    check_run(opts, source, prior)  # every option and the input, before the output folder is touched
+    temporary = output_dir is None
+    out = OutputFolder(tempfile.mkdtemp(prefix="steadydepth-") if temporary else output_dir, overwrite=opts.overwrite)
     out.prepare()
     run_info = {
         "status": "running",
@@ -223,7 +231,7 @@ def estimate(
     }
     out.write_json("run.json", run_info)
 
-    with _record_failure(out, run_info):
+    with _undo_on_failure(out, temporary), _record_failure(out, run_info), LoggedWarnings() as shown:
         frames = _ResizedFrames(source, opts.max_res)
         proc_w, proc_h = frames.size
         out_w, out_h = (source.width, source.height) if opts.output_res == "input" else (proc_w, proc_h)
@@ -295,6 +303,11 @@ def estimate(
             raise InputError(f"{source.path}: no frame could be processed")
         if count != len(frame_indices):
             raise RuntimeError(f"prior {prior.name} yielded {count} outputs for {len(frame_indices)} frames")
+        if writer.valid == 0:
+            why = (cameras.no_parallax if cameras is not None and cameras.no_parallax
+                   else f"the '{prior.name}' prior gave no valid depth in any frame")
+            raise NoDepthError(f"{source.path}: no depth could be recovered: {why} "
+                               "(the per-frame files hold depth 0 = invalid)")
         if clipped:
             warnings.append(f"png16: {clipped} pixels beyond {65535 / opts.png_scale:.1f} units were clipped")
 
@@ -310,7 +323,10 @@ def estimate(
         timings["total"] = time.perf_counter() - started
         out.cleanup()
         for w in warnings:
-            log.warning("%s", w)
+            if w not in shown.messages:  # each warning once: those logged live are not repeated
+                log.warning("%s", w)
+        if warnings:
+            log.info("%d warning(s) in this run, listed in %s", len(warnings), out.root / "run.json")
         run_info.update({
             "status": "complete",
             "prior": prior.describe(),
@@ -326,8 +342,11 @@ def estimate(
             "warnings": warnings,
         })
         out.write_json("run.json", run_info)
-    return DepthVideo(folder=out.root, num_frames=count, units=units, frame_indices=frame_indices,
-                      cameras=cameras, intrinsics=intr_out, warnings=warnings)
+    video = DepthVideo(folder=out.root, num_frames=count, units=units, frame_indices=frame_indices,
+                       cameras=cameras, intrinsics=intr_out, warnings=warnings)
+    if temporary:  # the folder lives as long as the DepthVideo that reads it
+        weakref.finalize(video, shutil.rmtree, out.root, True)
+    return video
 
 
 class _ImageStash:
@@ -374,6 +393,20 @@ class _Recorder:
             self.images.put(len(self.record), frame.image)
             self.record.append(frame.index)
             yield frame
+
+
+@contextmanager
+def _undo_on_failure(out: OutputFolder, temporary: bool) -> Iterator[None]:
+    """On failure, remove a temporary folder (no ``output_dir``), or put back the run that
+    ``--overwrite`` was replacing when this run failed before writing its first frame."""
+    try:
+        yield
+    except BaseException:
+        if temporary:
+            shutil.rmtree(out.root, ignore_errors=True)
+        elif out.restore_previous():
+            log.warning("%s: the new run stopped before its first frame; the run it was replacing is kept", out.root)
+        raise
 
 
 @contextmanager
@@ -456,4 +489,5 @@ def _scale_cameras(cameras: Cameras, scale: float) -> Cameras:
         poses.append(q)
     points = cameras.points * scale if cameras.points is not None else None
     return Cameras(intrinsics=cameras.intrinsics, poses=poses, frame_indices=cameras.frame_indices, points=points,
-                   colors=cameras.colors, units=cameras.units, source=cameras.source, warnings=cameras.warnings)
+                   colors=cameras.colors, units=cameras.units, source=cameras.source, warnings=cameras.warnings,
+                   pose_sources=cameras.pose_sources, no_parallax=cameras.no_parallax)

@@ -32,9 +32,20 @@ __all__ = [
     "PriorOutput",
     "DepthFrame",
     "Units",
+    "POSE_SOURCES",
 ]
 
 Units = Literal["metres", "scene"]
+
+#: how a pose in :class:`Cameras` was obtained (``Cameras.pose_sources``; ``cameras.json``
+#: ``pose_source``; ``depth.npz`` ``pose_source``): measured by structure from motion
+#: (``mapped``: in the keyframe model; ``tracked``: registered to it by tracked 2D-3D
+#: matches), filled in (``interpolated`` between two measured poses; ``copied`` from the
+#: nearest measured pose before the first / after the last one), from a fallback that
+#: cannot measure translation (``rotation-only``: rotation from homographies, zero
+#: translation; ``static``: identity, the image did not move), or ``given`` (read from a
+#: model or ground truth). ``unknown``: a pose whose origin nobody recorded.
+POSE_SOURCES = ("mapped", "tracked", "interpolated", "copied", "rotation-only", "static", "given", "unknown")
 
 
 @dataclass(frozen=True)
@@ -127,9 +138,13 @@ class Cameras:
     """Cameras of a clip: shared intrinsics and one camera-to-world pose per processed frame.
 
     ``poses[i]`` belongs to the i-th processed frame (after range and stride) and is
-    ``None`` where that frame has no pose. ``points`` is an optional sparse cloud
-    ``(N, 3)`` in world coordinates with ``colors`` ``(N, 3)`` uint8. ``units`` says
-    whether translations are metres or scene units.
+    ``None`` where that frame has no pose. ``pose_sources[i]`` says how ``poses[i]`` was
+    obtained (one of :data:`POSE_SOURCES`, ``None`` where there is no pose; an empty list
+    means ``"unknown"`` for every pose, see :meth:`pose_source`). ``points`` is an optional
+    sparse cloud ``(N, 3)`` in world coordinates with ``colors`` ``(N, 3)`` uint8. ``units``
+    says whether translations are metres or scene units. ``no_parallax`` is set (to what
+    stopped the geometry and what to do, one sentence) when the cameras cannot give depth:
+    a static camera, pure rotation, or structure from motion that built no model.
     """
 
     intrinsics: Intrinsics
@@ -140,11 +155,24 @@ class Cameras:
     units: Units = "scene"
     source: str = "unknown"
     warnings: list[str] = field(default_factory=list)
+    pose_sources: list[str | None] = field(default_factory=list)
+    no_parallax: str | None = None
 
     def __post_init__(self) -> None:
         for i, p in enumerate(self.poses):
             if p is not None and np.asarray(p).shape != (4, 4):
                 raise ValueError(f"pose {i} must be a 4x4 camera-to-world matrix, got {np.asarray(p).shape}")
+        if self.pose_sources and len(self.pose_sources) != len(self.poses):
+            raise ValueError(f"pose_sources has {len(self.pose_sources)} entries for {len(self.poses)} poses")
+        bad = {s for s in self.pose_sources if s is not None and s not in POSE_SOURCES}
+        if bad:
+            raise ValueError(f"unknown pose sources {sorted(bad)}: expected {', '.join(POSE_SOURCES)}")
+
+    def pose_source(self, i: int) -> str | None:
+        """How pose ``i`` was obtained (:data:`POSE_SOURCES`); None where frame ``i`` has no pose."""
+        if i >= len(self.poses) or self.poses[i] is None:
+            return None
+        return (self.pose_sources[i] if self.pose_sources else None) or "unknown"
 
     @property
     def num_posed(self) -> int:

@@ -253,3 +253,34 @@ def test_sfm_open3d_sequence_with_known_intrinsics(tmp_path):
     st = trajectory_error(cams.poses, gt)
     # the camera travels ~10 cm; require ATE under 5 mm and orientation under 0.5 degree
     assert st["ate_rmse"] < 0.005 and st["rot_err_deg"] < 0.5, st
+
+
+def test_radial_term_dropped_when_not_needed_and_kept_when_it_is(orbit_clip, tmp_path):
+    pycolmap = pytest.importorskip("pycolmap")
+    from steadydepth.cameras.sfm_focal import check_distortion
+
+    estimate_cameras(_frames(orbit_clip.images), tmp_path)
+    rec = pycolmap.Reconstruction(str(next((tmp_path / "sfm" / "models").iterdir())))
+    cid = next(iter(rec.cameras))
+
+    def with_k(r, k):
+        cam = r.cameras[cid]
+        params = np.array(cam.params, dtype=np.float64)
+        params[3] = k
+        cam.params = params
+        r.cameras[cid] = cam
+        return r
+
+    # pinhole renders with a spurious k: a camera without the term fits as well -> dropped
+    out = check_distortion(with_k(pycolmap.Reconstruction(rec), 0.05))
+    assert float(out.cameras[cid].params[3]) == 0.0
+    # observations moved through a real k = 0.15 lens: fixing k at 0 fits far worse -> kept
+    lens = with_k(pycolmap.Reconstruction(rec), 0.15)
+    cam = lens.cameras[cid]
+    for image in lens.images.values():
+        cam_from_world = image.cam_from_world()
+        for p2d in image.points2D:
+            if p2d.has_point3D():
+                p2d.xy = cam.img_from_cam(cam_from_world * lens.points3D[p2d.point3D_id].xyz)
+    kept = check_distortion(lens)
+    assert float(kept.cameras[cid].params[3]) == pytest.approx(0.15, abs=0.03)

@@ -164,9 +164,11 @@ def test_no_parallax_fallback(caplog, warn):
     assert [o.index for o in outs] == list(range(6))
     for o in outs:
         assert o.values.shape == (48, 64) and o.values.dtype == np.float32
-        assert np.all(o.values == 1.0) and np.all(o.confidence == 0.0)
+        assert np.all(o.values == 0.0) and np.all(o.confidence == 0.0)  # invalid, not a made-up depth
     msgs = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(msgs) == 1 and "does not translate" in msgs[0] and "--prior hf" in msgs[0]
+    assert len(msgs) == 1 and "no multi-view depth" in msgs[0]
+    if not warn:
+        assert "do not move" in msgs[0] and "--prior hf" in msgs[0]
     assert prior.no_parallax
 
 

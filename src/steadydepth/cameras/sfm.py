@@ -12,7 +12,9 @@ Pipeline of :func:`estimate_cameras`:
    sequential matching, incremental mapping; models with under 100 points or bogus camera
    parameters are dropped (all dropped with SIMPLE_RADIAL: one retry with ``k`` fixed at 0),
    and of the rest the one with most registered images is kept.
-   When no intrinsics are given, the focal's conditioning is checked (:func:`_check_focal`):
+   When no intrinsics are given, the radial term is dropped when the keyframes fit as well
+   without it (:func:`~steadydepth.cameras.sfm_focal.check_distortion`: a large ``k`` can
+   compensate a wrong focal), then the focal's conditioning is checked (:func:`_check_focal`):
    if bundle adjustment with the focal fixed 20 % off its estimate fits as well (forward
    motion, motion along a dominant plane), the clip does not determine it and the focal is
    set to the prior (``--fov``, else :data:`DEFAULT_FOCAL_FACTOR` x the long side) with an
@@ -22,7 +24,9 @@ Pipeline of :func:`estimate_cameras`:
    frame by frame with forward-backward checked Lucas-Kanade flow (the other neighbour
    takes over where a chain breaks), and the 2D-3D matches give the pose by
    ``pycolmap.estimate_and_refine_absolute_pose`` (LO-RANSAC + refinement). Frames that
-   still fail get slerp/lerp-interpolated poses and a ``"interpolated:"`` warning.
+   still fail get slerp/lerp-interpolated poses and a ``"interpolated:"`` warning, or, before
+   the first / after the last registered frame, the nearest pose copied and a ``"copied:"``
+   warning. ``Cameras.pose_sources`` says per frame: mapped, tracked, interpolated, copied.
 4. **Normalise the scale**: the median z-depth of the sparse points over all their
    keyframe observations is 1.0 scene unit (``Cameras.units == "scene"``).
 
@@ -54,11 +58,12 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, OutputError, ReconstructionError
-from ..geometry import interpolate_poses
+from ..geometry import interpolate_poses, pose_fill_kinds
 from ..types import Cameras, Frame, Intrinsics
+from .colmap_log import quiet_colmap
 from .keyframes import KeyframePolicy, KeyframeSelector
-from .sfm_fallbacks import _rotation_cameras, _static_cameras
-from .sfm_focal import _check_focal, _guess_intrinsics
+from .sfm_fallbacks import _rotation_cameras, _static_cameras, mapping_failure
+from .sfm_focal import _check_focal, _guess_intrinsics, check_distortion
 from .sfm_mapping import _MIN_POINTS, _image_name, _map_keyframes
 from .sfm_registration import _keyframe_observations, _register_frames
 from .sfm_settings import ProgressFn, SFM_PRESETS, _report, rescue_preset
@@ -66,7 +71,6 @@ from .sfm_settings import ProgressFn, SFM_PRESETS, _report, rescue_preset
 __all__ = ["estimate_cameras"]
 
 log = logging.getLogger(__name__)
-
 
 def _stream_frames(
     frames: Iterable[Frame], images_dir: Path, policy: KeyframePolicy, progress: ProgressFn | None
@@ -167,6 +171,26 @@ def _poses_c2w(posed_w2c: dict[int, np.ndarray], extra: dict[int, np.ndarray], n
     return poses
 
 
+def _pose_sources(poses: list[np.ndarray | None], mapped: dict[int, np.ndarray], indices: list[int],
+                  warnings: list[str]) -> list[str]:
+    """``Cameras.pose_sources`` of the SfM result (mapped / tracked, and how the unposed frames
+    are filled: interpolated / copied); one warning per kind of filled pose, logged."""
+    sources = [k or ("mapped" if p in mapped else "tracked") for p, k in enumerate(pose_fill_kinds(poses))]
+    interpolated = [indices[p] for p, k in enumerate(sources) if k == "interpolated"]
+    copied = [indices[p] for p, k in enumerate(sources) if k == "copied"]
+    notes = []
+    if interpolated:
+        notes.append(f"interpolated: {len(interpolated)} frame(s) could not be registered and got poses "
+                     f"interpolated between registered neighbours: {interpolated}")
+    if copied:
+        notes.append(f"copied: {len(copied)} frame(s) before the first / after the last registered frame "
+                     f"could not be registered and got the nearest registered pose copied (not measured): {copied}")
+    for msg in notes:
+        log.warning(msg)
+    warnings.extend(notes)
+    return sources
+
+
 def _intrinsics_of(cam, w: int, h: int) -> Intrinsics:
     """OpenCV-convention intrinsics of a COLMAP camera (SIMPLE_RADIAL's ``k`` kept as ``k1``)."""
     params = [float(v) for v in cam.params]
@@ -191,6 +215,7 @@ def _export_text(result: Cameras, sfm_dir: Path, n: int) -> None:
 
 # Long on purpose: the SfM steps in order with their fallbacks (static, rotation only, too few
 # points) returning early; each step is a helper of this package, what remains is the decisions.
+@quiet_colmap()
 def estimate_cameras(
     frames: Iterable[Frame],
     work_dir: str | Path,
@@ -266,13 +291,14 @@ def estimate_cameras(
     if not _mapped_enough(rec, len(kf)):
         got = 0 if rec is None else rec.num_reg_images()
         npts = 0 if rec is None else rec.num_points3D()
-        reason = (f"structure from motion registered {got} of {len(kf)} keyframes with {npts} points "
-                  "(pure rotation, too little parallax or too few features)")
-        return _rotation_cameras(images_dir, indices, size, K, hfov_deg, reason, timings)
+        log.info("SfM: the mapping registered %d of %d keyframes with %d points", got, len(kf), npts)
+        why, advice = mapping_failure(sfm_dir, n, len(kf), size)
+        return _rotation_cameras(images_dir, indices, size, K, hfov_deg, why, timings, advice)
 
     focal_note = None
     if K is None:
         t0 = time.perf_counter()
+        rec = check_distortion(rec)
         # the mapping's seed is the prior: --fov, else the default guess
         rec, focal_note = _check_focal(rec, focal_guess, from_fov=hfov_deg is not None)
         timings["focal_check"] = time.perf_counter() - t0
@@ -303,11 +329,9 @@ def estimate_cameras(
         warnings.append(f"sfm: {num_models} disconnected models; kept the largest, keyframes {lost_kf} "
                         "outside it were registered by tracking where possible")
     poses = _poses_c2w(posed_w2c, extra, n, scale)
+    sources = _pose_sources(poses, posed_w2c, indices, warnings)
     missing = [indices[p] for p in range(n) if poses[p] is None]
     if missing:
-        msg = f"interpolated: {len(missing)} frame(s) could not be registered and got interpolated poses: {missing}"
-        warnings.append(msg)
-        log.warning(msg)
         poses = interpolate_poses(poses)
 
     # --- intrinsics (OpenCV convention, with the radial distortion)
@@ -319,7 +343,7 @@ def estimate_cameras(
     timings["num_registered_tracking"] = len(extra)
     timings["num_interpolated"] = len(missing)
     result = Cameras(intrinsics=intr, poses=poses, frame_indices=list(indices), points=pts, colors=cols,
-                     units="scene", source="pycolmap", warnings=warnings)
+                     units="scene", source="pycolmap", warnings=warnings, pose_sources=sources)
     _export_text(result, sfm_dir, n)
     log.info("SfM: %d/%d keyframes in the model, %d frames by tracking, %d interpolated, focal %.1f px, k1 %.4g",
              len(posed_w2c), len(kf), len(extra), len(missing), intr.fx, intr.k1)

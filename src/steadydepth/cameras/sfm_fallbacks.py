@@ -1,6 +1,9 @@
 """Cameras when structure from motion cannot give them: a static camera (identity poses) and
 pure rotation (rotations from frame-to-frame homographies, ``R = K^-1 H K`` projected on SO(3),
-the focal searched when unknown; zero translation). Both add a ``"no-parallax:"`` warning.
+the focal searched when unknown; zero translation). Both add a ``"no-parallax:"`` warning, set
+``Cameras.no_parallax`` to what stopped the geometry and what to do (:func:`mapping_failure`
+says which of too few frames, too few features, no model), and mark every pose
+``"static"`` / ``"rotation-only"`` in ``Cameras.pose_sources``.
 """
 
 from __future__ import annotations
@@ -16,9 +19,55 @@ from ..types import Cameras, Intrinsics
 from .sfm_focal import _guess_intrinsics
 from .sfm_registration import _LK, _read_gray
 
-__all__ = []
+__all__ = ["mapping_failure"]
 
 log = logging.getLogger(__name__)
+
+#: below this median number of SIFT features per keyframe the mapping failed for lack of features
+_FEW_FEATURES = 100
+
+#: what to do when the camera does not translate (static, pure rotation)
+_NO_TRANSLATION_ADVICE = ("multi-view depth needs a camera that moves sideways; for this clip use a learned "
+                          "prior (--prior hf:MODEL)")
+
+
+def mapping_failure(sfm_dir: Path, num_frames: int, num_keyframes: int, size: tuple[int, int]) -> tuple[str, str]:
+    """What stopped the keyframe mapping and what to do: ``(reason, advice)``, read from the
+    COLMAP database of the last mapping (``sfm_dir/database.db``).
+
+    Too few frames (the mapping needs 3 registered images) comes first, then too few features
+    (median SIFT features per keyframe under :data:`_FEW_FEATURES`: tiny, blank, blurred or
+    textureless frames), else structure from motion built no model from matched keyframes
+    (little parallax: pure rotation, or a weak focal guess).
+    """
+    w, h = size
+    features: list[int] = []
+    matches = 0
+    try:
+        import pycolmap
+
+        db = pycolmap.Database.open(str(sfm_dir / "database.db"))
+        try:
+            features = [db.num_keypoints_for_image(im.image_id) for im in db.read_all_images()]
+            matches = int(db.num_inlier_matches())
+        finally:
+            db.close()
+    except Exception:  # noqa: BLE001 - the reason is a courtesy; the fallback goes on without it
+        log.debug("could not read the SfM database for the failure reason", exc_info=True)
+    median = int(np.median(features)) if features else None
+    if num_frames < 3 or num_keyframes < 3:
+        return (f"too few frames for structure from motion ({num_frames} frame(s), {num_keyframes} keyframe(s); "
+                "it needs at least 3 with camera motion between them)",
+                "use a longer clip, or a learned prior (--prior hf:MODEL)")
+    if median is not None and median < _FEW_FEATURES:
+        return (f"structure from motion found too few features (median {median} SIFT features per keyframe "
+                f"at {w}x{h}: the frames are too small, blank, blurred or textureless)",
+                "use a larger input or a larger --max-res, a textured scene, or a learned prior (--prior hf:MODEL)")
+    found = f"{median} SIFT features per keyframe, {matches} verified matches" if median is not None else "no database"
+    return (f"structure from motion built no model from {num_keyframes} keyframes ({found}): too little "
+            "parallax (the camera only rotates?) or a wrong focal guess",
+            "pass --fov if the lens is known; for a camera that does not move sideways use a learned prior "
+            "(--prior hf:MODEL)")
 
 
 def _homography_chain(images_dir: Path, n: int) -> tuple[list[np.ndarray | None], list[int]]:
@@ -85,17 +134,19 @@ def _estimate_focal_from_rotation(Hs: list[np.ndarray], size: tuple[int, int]) -
 
 def _static_cameras(indices, size, K, hfov_deg, reason: str) -> Cameras:
     intr, note = _guess_intrinsics(K, hfov_deg, size)
-    warnings = [f"no-parallax: {reason}; every frame has the identity pose"]
+    warnings = [f"no-parallax: {reason}; every frame has the identity pose (pose_source 'static')"]
     if note:
         warnings.append(note)
     for wmsg in warnings:
         log.warning(wmsg)
     return Cameras(intrinsics=intr, poses=[np.eye(4) for _ in indices], frame_indices=list(indices),
                    points=np.zeros((0, 3)), colors=np.zeros((0, 3), np.uint8), units="scene",
-                   source="pycolmap", warnings=warnings)
+                   source="pycolmap", warnings=warnings, pose_sources=["static"] * len(indices),
+                   no_parallax=f"{reason}: {_NO_TRANSLATION_ADVICE}")
 
 
-def _rotation_cameras(images_dir, indices, size, K, hfov_deg, reason: str, timings: dict) -> Cameras:
+def _rotation_cameras(images_dir, indices, size, K, hfov_deg, reason: str, timings: dict,
+                      advice: str = _NO_TRANSLATION_ADVICE) -> Cameras:
     t0 = time.perf_counter()
     n = len(indices)
     Hs, failed = _homography_chain(images_dir, n)
@@ -132,4 +183,5 @@ def _rotation_cameras(images_dir, indices, size, K, hfov_deg, reason: str, timin
         log.warning(wmsg)
     timings["rotation_fallback"] = time.perf_counter() - t0
     return Cameras(intrinsics=intr, poses=poses, frame_indices=list(indices), points=np.zeros((0, 3)),
-                   colors=np.zeros((0, 3), np.uint8), units="scene", source="pycolmap", warnings=warnings)
+                   colors=np.zeros((0, 3), np.uint8), units="scene", source="pycolmap", warnings=warnings,
+                   pose_sources=["rotation-only"] * n, no_parallax=f"{reason}: {advice}")

@@ -1,5 +1,5 @@
-"""Focal-length conditioning: does the clip determine the focal? (bundle adjustment with the
-focal fixed off its estimate), and the focal guess used when it does not.
+"""Intrinsics conditioning: does the clip need a radial distortion term, and does it determine the
+focal? (bundle adjustment with the term or the focal fixed), and the focal guess used when it does not.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from ..types import Intrinsics
 from .sfm_mapping import _model_ok, _quiet_colmap
 
-__all__ = ["DEFAULT_FOCAL_FACTOR"]
+__all__ = ["DEFAULT_FOCAL_FACTOR", "check_distortion"]
 
 log = logging.getLogger(__name__)
 
@@ -27,25 +27,59 @@ DEFAULT_FOCAL_FACTOR = 0.8
 _FOCAL_MIN_RISE = 0.02
 
 
-def _focal_fixed_ba(rec, focal: float, refine_distortion: bool = True):
-    """A copy of ``rec`` bundle-adjusted with the shared focal fixed at ``focal`` (poses, points and,
-    with ``refine_distortion``, the radial term free)."""
+#: the radial term is dropped when fixing it at 0 raises the mean reprojection error by less than this
+_DISTORTION_MIN_RISE = 0.03
+
+
+def _adjusted(rec, *, focal: float | None = None, k: float | None = None, refine_k: bool = True):
+    """A copy of ``rec`` bundle-adjusted (poses and points free) with the shared focal fixed at
+    ``focal`` (None: refined) and the SIMPLE_RADIAL term set to ``k`` and fixed (None: kept, and
+    refined when ``refine_k``)."""
     import pycolmap
 
     out = pycolmap.Reconstruction(rec)
     for cid in list(out.cameras):
         cam = out.cameras[cid]
         params = np.array(cam.params, dtype=np.float64)
-        params[0] = focal
+        if focal is not None:
+            params[0] = focal
+        if k is not None and cam.model.name == "SIMPLE_RADIAL":
+            params[3] = k
         cam.params = params
         out.cameras[cid] = cam
     opts = pycolmap.BundleAdjustmentOptions()
-    opts.refine_focal_length = False
-    opts.refine_extra_params = refine_distortion
+    opts.refine_focal_length = focal is None
+    opts.refine_extra_params = k is None and refine_k
     opts.print_summary = False
+    opts.ceres.solver_options.num_threads = 1  # repeatable: the same sums in the same order
     with _quiet_colmap():
         pycolmap.bundle_adjustment(out, opts)
     return out
+
+
+def check_distortion(rec):
+    """Drop the radial term when the keyframes do not need it.
+
+    A SIMPLE_RADIAL ``k`` trades off against the focal: on weakly conditioned clips the mapping
+    can settle on a wrong focal with a large ``k`` that compensates it. The model is
+    bundle-adjusted with ``k`` free and with ``k`` fixed at 0 (focal free in both); when ``k = 0``
+    fits within ``_DISTORTION_MIN_RISE`` of the free fit, the simpler camera is kept. Returns
+    ``rec`` (the term is needed, or the camera has none) or the ``k = 0`` copy.
+    """
+    cam = next(iter(rec.cameras.values()))
+    if cam.model.name != "SIMPLE_RADIAL" or float(cam.params[3]) == 0.0:
+        return rec
+    free = _adjusted(rec).compute_mean_reprojection_error()
+    zero = _adjusted(rec, k=0.0)
+    rise = zero.compute_mean_reprojection_error() / max(free, 1e-12)
+    k = float(cam.params[3])
+    if np.isfinite(rise) and rise < 1.0 + _DISTORTION_MIN_RISE and _model_ok(zero):
+        log.info("SfM: radial distortion k=%.4g not needed (k = 0 raises the reprojection error by %+.1f %%): "
+                 "dropped", k, 100 * (rise - 1))
+        return zero
+    log.debug("SfM: radial distortion k=%.4g kept (k = 0 raises the reprojection error by %+.1f %%)",
+              k, 100 * (rise - 1))
+    return rec
 
 
 def _check_focal(rec, prior: float, from_fov: bool):
@@ -65,10 +99,10 @@ def _check_focal(rec, prior: float, from_fov: bool):
     warning starting with ``"intrinsics:"``.
     """
     f0 = float(next(iter(rec.cameras.values())).params[0])
-    base = _focal_fixed_ba(rec, f0).compute_mean_reprojection_error()
+    base = _adjusted(rec, focal=f0).compute_mean_reprojection_error()
     rises = []
     for factor in (1 / 1.2, 1.2):
-        err = _focal_fixed_ba(rec, f0 * factor).compute_mean_reprojection_error()
+        err = _adjusted(rec, focal=f0 * factor).compute_mean_reprojection_error()
         rises.append(err / max(base, 1e-12) if np.isfinite(err) else np.inf)
     if min(rises) >= 1.0 + _FOCAL_MIN_RISE:
         log.debug("SfM: focal %.1f px is determined (error x%.3f / x%.3f at -/+20 %%)", f0, *rises)
@@ -88,7 +122,7 @@ def _check_focal(rec, prior: float, from_fov: bool):
     for refine_distortion in (True, False):
         out = rec
         for f in f0 * (prior / f0) ** (np.arange(1, steps + 1) / steps):
-            out = _focal_fixed_ba(out, float(f), refine_distortion)
+            out = _adjusted(out, focal=float(f), refine_k=refine_distortion)
         if _model_ok(out):
             break
     return out, msg

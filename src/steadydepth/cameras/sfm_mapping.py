@@ -6,14 +6,13 @@ Conventions as in :mod:`steadydepth.cameras.sfm` (the images are ``work_dir/imag
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..types import Intrinsics
+from .colmap_log import quiet_colmap as _quiet_colmap  # noqa: F401 - also imported by sfm_focal
 from .sfm_settings import ProgressFn, SfmPreset, _report
 
 __all__ = []
@@ -23,20 +22,6 @@ log = logging.getLogger(__name__)
 
 #: a keyframe model with fewer triangulated points is not trusted (pure rotation gives a handful)
 _MIN_POINTS = 100
-
-
-@contextlib.contextmanager
-def _quiet_colmap() -> Iterator[None]:
-    """Silence COLMAP's glog INFO output unless this module logs at DEBUG."""
-    import pycolmap
-
-    old = pycolmap.logging.minloglevel
-    if not log.isEnabledFor(logging.DEBUG):
-        pycolmap.logging.minloglevel = 2
-    try:
-        yield
-    finally:
-        pycolmap.logging.minloglevel = old
 
 
 def _image_name(pos: int) -> str:
@@ -49,6 +34,7 @@ def _map_keyframes(
 ):
     import pycolmap
 
+    pycolmap.set_random_seed(0)  # COLMAP's RANSACs without a seed of their own: repeatable runs
     db = sfm_dir / "database.db"
     models = sfm_dir / "models"
     if db.exists():
@@ -64,6 +50,7 @@ def _map_keyframes(
         if focal_guess is not None:
             reader.camera_params = f"{focal_guess},{w / 2.0},{h / 2.0},0"
     extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = 1
     extraction.sift.max_num_features = preset.max_features
     extraction.sift.first_octave = preset.first_octave
     extraction.sift.peak_threshold = preset.peak_threshold
@@ -83,8 +70,10 @@ def _map_keyframes(
     pairing = pycolmap.SequentialPairingOptions()
     pairing.overlap = preset.overlap
     pairing.quadratic_overlap = True
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = 0  # a fixed seed per pair: the same matches whatever the thread order
     with _quiet_colmap():
-        pycolmap.match_sequential(db, pairing_options=pairing)
+        pycolmap.match_sequential(db, pairing_options=pairing, verification_options=verification)
     _report(progress, "matching", len(names), len(names))
     timings["matching"] = time.perf_counter() - t0
 
@@ -93,6 +82,7 @@ def _map_keyframes(
     opts.min_model_size = 3
     opts.extract_colors = True
     opts.random_seed = 0
+    opts.num_threads = 1  # threaded bundle adjustment sums in a varying order: runs would differ
     # video keyframes have small baselines: start the initial-pair search at 4 degrees
     # (COLMAP halves it twice more when no model comes out) instead of 16.
     opts.mapper.init_min_tri_angle = 4.0

@@ -202,7 +202,7 @@ class SimulatedPrior(DepthPrior):
         }
 
 
-@register_prior("simulated")
+@register_prior("simulated", internal=True)
 def _factory(arg: str | None) -> SimulatedPrior:
     if not arg:
         raise InputError("--prior simulated: needs a ground-truth folder, e.g. --prior simulated:path/to/gt")

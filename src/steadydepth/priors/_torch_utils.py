@@ -23,6 +23,7 @@ __all__ = [
     "resize_maps",
     "hub_offline",
     "looks_like_hub_id",
+    "require_hub_models",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,52 @@ def hub_offline() -> bool:
         return bool(getattr(c, "HF_HUB_OFFLINE", False))
     except ImportError:  # pragma: no cover - huggingface_hub comes with transformers/diffusers
         return False
+
+
+def _hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """None when the Hub endpoint (``HF_ENDPOINT``, default huggingface.co) accepts a TCP
+    connection within ``timeout_s``; else why not, in a few words."""
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        import huggingface_hub.constants as c
+
+        endpoint = os.environ.get("HF_ENDPOINT") or c.ENDPOINT
+    except ImportError:  # pragma: no cover
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+
+
+def require_hub_models(models: list[tuple[str, str]], flag: str, hint: str) -> None:
+    """Fail at once, before any download is tried, when a Hub model is needed that is neither
+    in the local Hugging Face cache nor reachable (``HF_HUB_OFFLINE`` set, or no connection to
+    the Hub within 3 s). ``models``: ``(repo id, a file of it, e.g. "config.json")``; ``flag``
+    names the user's option; ``hint`` says where to put the weights. Raises :class:`ModelError`
+    (one line), so the Hub client never starts its minute of retries."""
+    from ..errors import ModelError
+
+    try:
+        import huggingface_hub.constants as c
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - comes with transformers/diffusers
+        return
+    cache = os.environ.get("HF_HUB_CACHE") or c.HF_HUB_CACHE
+    missing = [repo for repo, filename in models
+               if not isinstance(try_to_load_from_cache(repo, filename, cache_dir=cache), str)]
+    if not missing:
+        return
+    why = "HF_HUB_OFFLINE is set" if hub_offline() else _hub_unreachable()
+    if why is None:
+        return  # the Hub is reachable: the download may go ahead
+    raise ModelError(f"{flag}: {' and '.join(missing)} not in the Hugging Face cache ({cache}) and the Hub "
+                     f"cannot be used ({why}); {hint}")
 
 
 def looks_like_hub_id(text: str) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from ..io.frames import FrameSource
 from ..types import Cameras, Frame, PriorOutput
 from .spec import parse_prior_spec
 
@@ -60,23 +61,35 @@ class DepthPrior(ABC):
         """A JSON-able description for ``run.json``."""
         return {"name": self.name}
 
+    def check_source(self, source: FrameSource) -> None:
+        """Raise :class:`~steadydepth.errors.InputError` before any work when this prior cannot
+        process ``source`` (the default accepts every source); priors that wrap others check them too."""
+
 
 _REGISTRY: dict[str, Callable[[str | None], DepthPrior]] = {}
+#: registered names that are not depth sources a user picks (measurement tools, grammar forms)
+_INTERNAL: set[str] = set()
 
 
-def register_prior(name: str) -> Callable:
-    """Class decorator: ``@register_prior("files")`` makes ``--prior files:ARG`` create ``cls(ARG)``."""
+def register_prior(name: str, *, internal: bool = False) -> Callable:
+    """Class decorator: ``@register_prior("files")`` makes ``--prior files:ARG`` create ``cls(ARG)``.
+
+    ``internal=True`` keeps the name out of :func:`available_priors` (it can still be created)."""
 
     def deco(factory):
         _REGISTRY[name] = factory
+        if internal:
+            _INTERNAL.add(name)
         return factory
 
     return deco
 
 
-def available_priors() -> list[str]:
+def available_priors(*, include_internal: bool = False) -> list[str]:
+    """Registered prior names, sorted; internal ones (I/O benchmark, simulator, the ``a+b``
+    form's registry entry) only with ``include_internal``."""
     _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(n for n in _REGISTRY if include_internal or n not in _INTERNAL)
 
 
 def _load_builtin() -> None:

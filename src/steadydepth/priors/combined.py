@@ -66,6 +66,11 @@ class CombinedPrior(DepthPrior):
         return {"name": self.name, "spec": self.spec, "shape": self.parts[0].describe(),
                 "geometry": [p.describe() for p in self.parts[1:]], "stats": self.last_stats}
 
+    def check_source(self, source) -> None:
+        """Every part checks the source."""
+        for part in self.parts:
+            part.check_source(source)
+
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
         tee = SpillingTee(frames, len(self.parts) + 1, in_memory=self.max_lag)
         branches = tee.branches()
@@ -142,7 +147,7 @@ class CombinedPrior(DepthPrior):
             tee.close()
 
 
-@register_prior("combined")
+@register_prior("combined", internal=True)
 def _factory(arg: str | None) -> DepthPrior:
     parsed = parse_prior_spec(arg or "")
     if not parsed.parts:

@@ -45,6 +45,7 @@ Spec: ``depthcrafter`` (Hub ids, needs the weights in the local cache) or
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -52,7 +53,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError, require
 from ..types import Frame, PriorOutput
-from ._torch_utils import hub_offline, looks_like_hub_id, resize_maps, resolve_device
+from ._torch_utils import hub_offline, looks_like_hub_id, require_hub_models, resize_maps, resolve_device
 from .base import DepthPrior, PriorContext, register_prior
 from .depthcrafter_loading import DEPTHCRAFTER_UNET, SVD_BASE, _check_local, _depthcrafter_unet_class, _download_hint, _variant_for
 from .depthcrafter_windows import noise_indices, overlap_weights, window_schedule
@@ -103,10 +104,11 @@ class DepthCrafterPrior(DepthPrior):
         record_noise: bool = False,
     ) -> None:
         window_schedule(window + 1, window, overlap)  # validates window/overlap
-        if steps < 1 or decode_chunk < 1 or max_res < 64 or guidance < 1.0:
+        if steps < 1 or decode_chunk < 1 or max_res < 64 or not 1.0 <= guidance < math.inf \
+                or not 0.0 <= noise_aug < math.inf:
             raise InputError(
-                f"depthcrafter: need steps >= 1, decode_chunk >= 1, max_res >= 64, guidance >= 1 "
-                f"(got {steps}, {decode_chunk}, {max_res}, {guidance})"
+                f"depthcrafter: need steps >= 1, decode_chunk >= 1, max_res >= 64, finite guidance >= 1 and "
+                f"finite noise_aug >= 0 (got {steps}, {decode_chunk}, {max_res}, {guidance}, {noise_aug})"
             )
         if offload not in ("none", "model", "sequential"):
             raise InputError(f"depthcrafter: offload must be none, model or sequential, got '{offload}'")
@@ -126,10 +128,6 @@ class DepthCrafterPrior(DepthPrior):
         self._load()
 
     def _load(self) -> None:
-        torch = require("torch", "depthcrafter", "--prior depthcrafter")
-        diffusers = require("diffusers", "depthcrafter", "--prior depthcrafter")
-        transformers = require("transformers", "depthcrafter", "--prior depthcrafter")
-        unet_cls = _depthcrafter_unet_class()
         offline = hub_offline()
 
         def locate(src: str, what: str, needed: list[str]) -> tuple[str, dict, Path | None]:
@@ -144,6 +142,14 @@ class DepthCrafterPrior(DepthPrior):
             self.svd_source, "Stable Video Diffusion",
             ["vae/config.json", "image_encoder/config.json", "feature_extractor", "scheduler"],
         )
+        hub = [(t, f) for t, d, f in ((unet_t, unet_dir, "config.json"), (svd_t, svd_dir, "vae/config.json"))
+               if d is None]  # before any download: fail at once when the Hub cannot be used
+        if hub:
+            require_hub_models(hub, "--prior depthcrafter", _download_hint())
+        torch = require("torch", "depthcrafter", "--prior depthcrafter")
+        diffusers = require("diffusers", "depthcrafter", "--prior depthcrafter")
+        transformers = require("transformers", "depthcrafter", "--prior depthcrafter")
+        unet_cls = _depthcrafter_unet_class()
         gpu_likely = torch.cuda.is_available() and (self.device_request or "auto") != "cpu"
         load_dtype = torch.float16 if (self.fp16_request if self.fp16_request is not None else gpu_likely) else torch.float32
 

@@ -6,21 +6,29 @@ the file at position ``k`` belongs to source frame ``k`` (so ``--stride`` and ``
 pick the matching files). Values are z-depth (0 = invalid). If ``DIR`` or its parent
 holds a ``cameras.json`` saying ``"units": "metres"``, the depth is taken as metric.
 Append ``?disparity`` to the folder to read the files as affine-invariant disparity.
+
+Maps may be of another size than the input (they are resized, with one warning) but not of
+another aspect ratio (refused); the folder must hold a file for every selected source frame,
+which is checked before the run starts when the input's frame count is known.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import InputError
+from ..io.frames import FrameSource
 from ..io.images import natural_sort_key
 from ..types import Frame, PriorOutput
 from .spec import option_bool, parse_spec_options
 from .base import DepthPrior, PriorContext, register_prior
 
 __all__ = ["FilesPrior", "DEPTH_SUFFIXES"]
+
+log = logging.getLogger(__name__)
 
 DEPTH_SUFFIXES = (".npy", ".npz", ".png", ".exr", ".pfm")
 
@@ -39,6 +47,7 @@ class FilesPrior(DepthPrior):
         if not self.files:
             raise InputError(f"{self.folder}: no depth files ({', '.join(DEPTH_SUFFIXES)}) found")
         self.disparity = disparity
+        self._size_warned = False
         self.metric = False
         for meta in (self.folder / "cameras.json", self.folder.parent / "cameras.json"):
             if meta.is_file():
@@ -47,6 +56,37 @@ class FilesPrior(DepthPrior):
                 except (OSError, ValueError) as exc:
                     raise InputError(f"{meta}: unreadable cameras.json ({exc})") from exc
                 break
+
+    def check_source(self, source: FrameSource) -> None:
+        """Refuse a folder with too few files for the selected frames (when the input's frame count
+        is known) or whose first map has another aspect ratio than the input."""
+        from ..io.depth_files import read_depth
+        from ..validation import frame_count_slack
+
+        if source.num_frames:
+            last = source.start + (source.num_frames - 1) * source.stride
+            if last >= len(self.files) + frame_count_slack(source) * source.stride:
+                raise InputError(
+                    f"{self.folder}: holds {len(self.files)} depth files, the input's frames "
+                    f"{source.start} to {last} need {last + 1} (one file per source frame, in name order)"
+                )
+        first = self.files[min(source.start, len(self.files) - 1)]
+        self._check_size(first, read_depth(first).shape, (source.width, source.height))
+
+    def _check_size(self, path: Path, shape: tuple[int, ...], source_size: tuple[int, int] | None) -> None:
+        """Refuse a map of another aspect ratio than the input; warn once on another size."""
+        from ..validation import same_aspect
+
+        if source_size is None:
+            return
+        h, w = shape[:2]
+        if not same_aspect((w, h), source_size):
+            raise InputError(f"{path}: the depth map is {w}x{h}, the input is {source_size[0]}x{source_size[1]} "
+                             "(another aspect ratio: the maps do not belong to this input)")
+        if (w, h) != tuple(source_size) and not self._size_warned:
+            self._size_warned = True
+            log.warning("%s: depth maps are %dx%d, the input is %dx%d: they are resized to it", self.folder, w, h,
+                        *source_size)
 
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
         from ..io.depth_files import read_depth
@@ -58,6 +98,7 @@ class FilesPrior(DepthPrior):
                     f"(the folder holds {len(self.files)} files)"
                 )
             values = read_depth(self.files[frame.index])
+            self._check_size(self.files[frame.index], values.shape, context.source_size)
             yield PriorOutput(
                 index=i,
                 values=values,

@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import InputError, ModelError, require
 from ..types import Frame, PriorOutput
 from ._torch_utils import (
-    hub_offline, image_batches, looks_like_hub_id, model_outputs, resize_maps,
+    hub_offline, image_batches, looks_like_hub_id, model_outputs, require_hub_models, resize_maps,
     resolve_device,
 )
 from .spec import option_bool, parse_spec_options
@@ -73,8 +73,9 @@ def is_metric_config(config, model_name: str = "") -> tuple[bool, str]:
     return False, f"model type {model_type!r} predicts relative inverse depth"
 
 
-def _download_hint(model: str) -> str:
-    name = model if looks_like_hub_id(model) else DEFAULT_HF_MODEL
+def _download_hint(model: str, local: bool = False) -> str:
+    """Where to put the weights; a local folder (``local``) is never offered as a Hub id."""
+    name = model if looks_like_hub_id(model) and not local else DEFAULT_HF_MODEL
     return (
         f"download it on a machine with internet: `hf download {name} --local-dir DIR` "
         f"(or `huggingface-cli download {name} --local-dir DIR`), copy DIR here, then use --prior hf:DIR"
@@ -122,20 +123,23 @@ class HFDepthPrior(DepthPrior):
     # ------------------------------------------------------------------ loading
     @staticmethod
     def _load(model: str):
+        path = Path(model).expanduser()
+        if not path.exists() and looks_like_hub_id(model):
+            require_hub_models([(model, "config.json")], f"--prior hf:{model}", _download_hint(model))
         transformers = require("transformers", "hf", "--prior hf")
         require("torch", "hf", "--prior hf")
-        path = Path(model).expanduser()
         if path.exists():
             if not path.is_dir():
                 raise ModelError(f"{path}: --prior hf: expects a model folder (config.json + weights), got a file")
             if not (path / "config.json").is_file():
                 raise ModelError(
-                    f"{path}: not a transformers model folder (no config.json); {_download_hint(model)}"
+                    f"{path}: not a transformers model folder (no config.json); {_download_hint(model, local=True)}"
                 )
             if not (path / "preprocessor_config.json").is_file():
                 raise ModelError(
                     f"{path}: no preprocessor_config.json (the image processor); save it with "
-                    f"processor.save_pretrained(DIR) or download the full model folder; {_download_hint(model)}"
+                    f"processor.save_pretrained(DIR) or download the full model folder; "
+                    f"{_download_hint(model, local=True)}"
                 )
             kwargs = {"local_files_only": True}
             source = str(path.resolve())
@@ -157,7 +161,8 @@ class HFDepthPrior(DepthPrior):
                 if not path.exists()
                 else f"{path}: the folder could not be loaded as a depth-estimation model"
             )
-            raise ModelError(f"--prior hf:{model}: {where} ({type(exc).__name__}: {exc}); {_download_hint(model)}") from exc
+            raise ModelError(f"--prior hf:{model}: {where} ({type(exc).__name__}: {exc}); "
+                             f"{_download_hint(model, local=path.exists())}") from exc
         net.eval()
         return net, processor, source
 

@@ -73,12 +73,15 @@ so memory is flat in clip length.
 
 No parallax: if ``cameras.warnings`` holds a ``"no-parallax:"`` entry or no two cameras within
 the search window are farther apart than ``1e-4`` of the scene depth (median depth of the
-sparse points, else 1 scene unit), depth cannot be recovered from the video; every frame then gets a
-constant depth of 1.0 scene unit with confidence 0, and one warning says that a learned prior
-(``--prior hf:...``) is needed.
+sparse points, else 1 scene unit), depth cannot be recovered from the video; every frame then gets
+depth 0 (invalid) with confidence 0, and one warning says why (``Cameras.no_parallax``: static
+camera, pure rotation, or structure from motion built no model) and what to do. A run whose
+frames all lack depth ends with :class:`~steadydepth.errors.NoDepthError` (exit code 7).
 
 Frames without a pose get a pose interpolated between the nearest posed frames (linear in
 position, spherical in rotation) or copied from the nearest one; a warning says how many.
+Frames whose pose structure from motion copied (``Cameras.pose_source(i) == "copied"``: before
+the first / after the last registered frame) get depth 0 (invalid) and serve as no source view.
 
 Presets (``context.preset``): ``fast`` (work long side 192, 32 planes, 3 views), ``balanced``
 (240, 48, 4), ``best`` (320, 64, 4). ``context.options["mvs"]`` (a dict) overrides any field
@@ -219,6 +222,10 @@ class MVSPrior(DepthPrior):
         if filled:
             log.warning("mvs: %d of %d frames have no camera pose; using poses interpolated from the "
                         "nearest posed frames", filled, len(poses))
+        copied = [i for i in range(len(poses)) if cameras.pose_source(i) == "copied"]
+        if copied:
+            log.warning("mvs: %d frame(s) have a copied, not measured, pose: their depth is left invalid (0)",
+                        len(copied))
         all_unposed = all(p is None for p in poses)
 
         first_pose = next((p for p in poses if p is not None), None)
@@ -228,22 +235,20 @@ class MVSPrior(DepthPrior):
         if all_unposed:
             log.warning("mvs: no frame has a camera pose; depth cannot be computed (every frame gets "
                         "depth 0 with confidence 0)")
-        if self.no_parallax and sum(p is not None for p in poses) < 2:
-            log.warning("mvs: fewer than two frames, so depth cannot be recovered by multi-view stereo; "
-                        "every frame gets a constant depth of 1.0 scene unit with confidence 0. Use a "
-                        "learned prior (--prior hf:...) for single images.")
-        elif self.no_parallax:
-            log.warning(
-                "mvs: the camera does not translate (no parallax), so depth cannot be recovered from "
-                "this video by multi-view stereo; every frame gets a constant depth of 1.0 scene unit "
-                "with confidence 0. Use a learned prior (--prior hf:...) for such clips."
-            )
+        if self.no_parallax:
+            if cameras.no_parallax:
+                why = "structure from motion gave no parallax (see its no-parallax warning)"
+            elif sum(p is not None for p in poses) < 2:
+                why = "fewer than two frames have a camera pose: use a learned prior (--prior hf:MODEL)"
+            else:
+                why = ("the camera centres do not move (no parallax): use a learned prior (--prior hf:MODEL) "
+                       "for such clips")
+            log.warning("mvs: no multi-view depth (every frame gets depth 0, invalid): %s", why)
         if all_unposed or self.no_parallax:
             for i, frame in enumerate(frames):
                 self.max_buffered = max(self.max_buffered, 1)
                 h, w = frame.image.shape[:2]
-                val = 0.0 if all_unposed else 1.0
-                yield PriorOutput(index=i, values=np.full((h, w), val, np.float32), kind="depth",
+                yield PriorOutput(index=i, values=np.zeros((h, w), np.float32), kind="depth",
                                   metric=False, confidence=np.zeros((h, w), np.float32))
             return
 
@@ -331,8 +336,11 @@ class MVSPrior(DepthPrior):
         K, intr = state["K"], state["intr"]
         wsize = state["wsize"]
         pose_r = poses[r]
+        if cameras.pose_source(r) == "copied":  # not measured: its depth would be made up
+            z = np.zeros((wsize[1], wsize[0]), np.float32)
+            return z, z.copy()
         cand = {j: poses[j] for j in range(max(0, r - s.search_radius), min(last, r + s.search_radius) + 1)
-                if j in buf and poses[j] is not None}
+                if j in buf and poses[j] is not None and cameras.pose_source(j) != "copied"}
         pts = self._scene_depth_from_points(cameras, pose_r, intr)
         scene_depth = pts[0] if pts else state["scene_depth"]
         srcs = select_sources(r, cand, scene_depth, s)

@@ -25,6 +25,7 @@ bilinear interpolation on pixel centres (OpenCV, ``align_corners=False`` semanti
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -206,8 +207,8 @@ def _floats3(text: str, name: str) -> tuple[float, float, float]:
         vals = tuple(float(v) for v in text.split(","))
     except ValueError as exc:
         raise InputError(f"--prior onnx: option {name} must be three comma-separated numbers, got '{text}'") from exc
-    if len(vals) != 3:
-        raise InputError(f"--prior onnx: option {name} must be three comma-separated numbers, got '{text}'")
+    if len(vals) != 3 or not all(math.isfinite(v) for v in vals):
+        raise InputError(f"--prior onnx: option {name} must be three comma-separated finite numbers, got '{text}'")
     return vals  # type: ignore[return-value]
 
 

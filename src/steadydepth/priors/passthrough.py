@@ -29,6 +29,6 @@ class PassthroughPrior(DepthPrior):
         return {"name": self.name, "note": "I/O test only: depth = 1 + luminance, not a depth estimate"}
 
 
-@register_prior("io-passthrough")
+@register_prior("io-passthrough", internal=True)
 def _factory(arg: str | None) -> PassthroughPrior:
     return PassthroughPrior()

@@ -160,6 +160,10 @@ class RefinedPrior(DepthPrior):
         return {"name": self.name, "spec": self.spec, "inner": self.inner.describe(),
                 "overrides": self.overrides, "depth_weight": self.depth_weight, "stats": self.last_stats}
 
+    def check_source(self, source) -> None:
+        """The refined prior checks the source."""
+        self.inner.check_source(source)
+
     # Long on purpose: one streaming loop (tee, window, in-order release) whose state is shared by
     # finish(); neighbour choice and window entries are the helpers _neighbours and _entry.
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:

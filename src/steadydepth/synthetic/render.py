@@ -51,7 +51,8 @@ class SyntheticClip:
     def cameras(self) -> Cameras:
         """The ground-truth cameras as :class:`~steadydepth.types.Cameras` (metres)."""
         return Cameras(intrinsics=self.intrinsics, poses=[p.copy() for p in self.poses],
-                       frame_indices=list(range(len(self))), units="metres", source="synthetic")
+                       frame_indices=list(range(len(self))), units="metres", source="synthetic",
+                       pose_sources=["given"] * len(self))
 
 
 def _rays_at(intrinsics: Intrinsics, u: np.ndarray, v: np.ndarray) -> np.ndarray:
