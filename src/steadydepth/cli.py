@@ -11,11 +11,13 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from . import __version__
 from .errors import InputError, SteadyDepthError, exit_codes_help
+from .interrupts import Terminated, sigterm_as_interrupt
 from .io.depth_files import DEPTH_FORMATS
 from .options import PRESETS, RunOptions, cli_names
 from .scene.colormap import COLORMAPS
@@ -164,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"steadydepth: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("steadydepth: terminated (SIGTERM); finished frames are kept in the output folder", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("steadydepth: interrupted; finished frames are kept in the output folder", file=sys.stderr)
         return 130

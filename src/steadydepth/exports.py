@@ -13,7 +13,7 @@ from .io.frames import FrameSource
 from .outputs import OutputFolder
 from .types import Cameras, Intrinsics
 
-__all__ = ["write_cameras", "write_points", "write_visualisation"]
+__all__ = ["write_cameras", "write_points", "write_visualisation", "visualisation_size", "VIS_MAX_SIDE"]
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +72,48 @@ def write_points(out: OutputFolder, source: FrameSource, count: int, intrinsics:
         write_ply(folder / f"{i:06d}.ply", points, colors)
 
 
+#: the long side of depth_vis.mp4 (both panels with --side-by-side) is at most this many pixels
+VIS_MAX_SIDE = 1920
+
+
+def visualisation_size(width: int, height: int, *, side_by_side: bool = False,
+                       max_side: int | None = None) -> tuple[int, int]:
+    """``(w, h)`` of one panel of ``depth_vis.mp4`` for ``width x height`` depth maps: the maps'
+    own size when the video's long side fits ``max_side`` (default :data:`VIS_MAX_SIDE`), else
+    shrunk (aspect kept, even sides)."""
+    max_side = VIS_MAX_SIDE if max_side is None else max_side
+    panels = 2 if side_by_side else 1
+    scale = max_side / max(width * panels, height)
+    if scale >= 1.0:
+        return width, height
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
+
+
 def write_visualisation(out: OutputFolder, source: FrameSource, count: int, *, fps: float, cmap: str = "inferno",
                         side_by_side: bool = False) -> None:
-    """``depth_vis.mp4``: colour-mapped depth with ONE value range for the whole clip (no colour flicker)."""
+    """``depth_vis.mp4``: colour-mapped depth with ONE value range for the whole clip (no colour flicker).
+
+    The video is a preview: past :data:`VIS_MAX_SIDE` pixels on its long side each depth map is
+    shrunk (invalid-aware) before colouring, so memory and time stay bounded at any resolution (an
+    H.264 encoder holds some 40 frames in flight; at 4K that was about 1 GB). The depth files keep
+    the full resolution.
+    """
     import cv2
 
+    from .geometry import resize_depth
     from .io.video_writer import VideoWriter
     from .scene.colormap import colorize_depth, robust_range
 
     vmin, vmax = robust_range(out.iter_depth(count))
     frames = iter(source) if side_by_side else None
+    size: tuple[int, int] | None = None
     with VideoWriter(out.root / "depth_vis.mp4", fps) as writer:
         for i, depth in enumerate(out.iter_depth(count)):
+            if size is None:
+                size = visualisation_size(depth.shape[1], depth.shape[0], side_by_side=side_by_side)
+                if size != (depth.shape[1], depth.shape[0]):
+                    log.info("depth_vis.mp4: %dx%d depth shown at %dx%d", depth.shape[1], depth.shape[0], *size)
+            depth, _ = resize_depth(depth, np.ones_like(depth), size)
             rgb = colorize_depth(depth, vmin, vmax, cmap=cmap)
             if frames is not None:
                 image = next(frames).image

@@ -5,11 +5,11 @@ Layout (a public contract; other tools read it)::
     OUTDIR/depth/000000.npy        float32 (H, W) z-depth at the output resolution, 0 = invalid
     OUTDIR/confidence/000000.npy   float16 (H, W) in [0, 1]
     OUTDIR/depth_png16/000000.png  optional: uint16 = round(depth * png_scale), 0 = invalid
-    OUTDIR/depth_exr/000000.exr    optional: float32 depth
+    OUTDIR/depth_exr/000000.exr    optional: float32 depth, one channel 'Y' (see io.depth_files)
     OUTDIR/points/000000.ply       optional: coloured points of the frame (world coordinates when posed)
     OUTDIR/depth.npz               depth (T, H, W) float32, confidence (T, H, W) float16,
                                    valid (T, H, W) bool, units, frame_indices, K, poses (T, 4, 4; NaN = none)
-    OUTDIR/depth_vis.mp4           colour-mapped depth, one value range for the whole clip
+    OUTDIR/depth_vis.mp4           colour-mapped depth, one value range for the whole clip, <= 1920 px long side
     OUTDIR/cameras.json            intrinsics + camera-to-world pose per frame (null where unknown)
     OUTDIR/colmap/                 cameras.txt, images.txt, points3D.txt (when SfM ran)
     OUTDIR/sparse.ply              SfM points (when SfM ran)
@@ -36,6 +36,7 @@ from .errors import OutputError
 from .io.atomic import atomic_path, atomic_write_json
 from .io.depth_files import DEPTH_FORMATS, write_depth, write_npz_stream
 from .options import option_text
+from .previous_run import settle_previous_run
 from .types import Cameras, Intrinsics
 
 __all__ = ["OutputFolder", "RUN_MARKERS"]
@@ -67,6 +68,9 @@ class OutputFolder:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{root}: cannot create output folder ({exc.strerror or exc})") from exc
+        settle_previous_run(root, self.overwrite)  # a live run refuses; a dead one is interrupted; stale files go
+        if (root / PREVIOUS).is_dir() and not _has_frames(root):
+            self.restore_previous()  # a replacing run that stopped before its first frame: the old run is back
         probe = root / ".steadydepth-write-test"
         try:
             probe.write_bytes(b"")

@@ -26,6 +26,8 @@ from .consistency.clip_stage import ClipAlignmentStage
 from .consistency.temporal import TemporalFusion, TemporalSettings
 from .errors import InputError, NoDepthError, ReconstructionError
 from .geometry import resize_depth
+from .interrupts import process_info, reclaim_sigterm, sigterm_as_interrupt
+from .io.disk_space import check_free_space, depth_output_bytes, sfm_scratch_bytes
 from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
@@ -228,6 +230,7 @@ def estimate(
         "options": opts.to_dict(),
         "prior": prior.describe(),
         "versions": _versions(),
+        "process": process_info(),  # a later run tells an interrupted run from one still going
     }
     out.write_json("run.json", run_info)
 
@@ -236,6 +239,7 @@ def estimate(
         proc_w, proc_h = frames.size
         out_w, out_h = (source.width, source.height) if opts.output_res == "input" else (proc_w, proc_h)
         user_K = opts.intrinsics.scaled(proc_w, proc_h) if opts.intrinsics is not None else None
+        _check_space(out, opts, source, prior.needs_cameras, (proc_w, proc_h), (out_w, out_h))
 
         # -- cameras ----------------------------------------------------------------------------
         cameras: Cameras | None = None
@@ -411,9 +415,11 @@ def _undo_on_failure(out: OutputFolder, temporary: bool) -> Iterator[None]:
 
 @contextmanager
 def _record_failure(out: OutputFolder, run_info: dict) -> Iterator[None]:
-    """Mark ``run.json`` as failed or interrupted (finished frames stay valid) and re-raise."""
+    """Mark ``run.json`` as failed or interrupted (finished frames stay valid), remove the scratch
+    folder and re-raise. SIGTERM interrupts the run like Ctrl-C (:mod:`steadydepth.interrupts`)."""
     try:
-        yield
+        with sigterm_as_interrupt():
+            yield
     except BaseException as exc:
         run_info["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         run_info["error"] = f"{type(exc).__name__}: {exc}"
@@ -421,14 +427,33 @@ def _record_failure(out: OutputFolder, run_info: dict) -> Iterator[None]:
             out.write_json("run.json", run_info)
         except Exception:  # noqa: BLE001 - the original error matters more
             log.debug("could not record the failure in run.json", exc_info=True)
+        out.cleanup()
         raise
+
+
+def _check_space(out: OutputFolder, opts: RunOptions, source: FrameSource, sfm: bool,
+                 proc_size: tuple[int, int], out_size: tuple[int, int]) -> None:
+    """Refuse a run whose files will not fit on the output's file system, before any work
+    (COLMAP aborts the whole process when its database finds the disk full)."""
+    if not source.num_frames:
+        return
+    needed = depth_output_bytes(source.num_frames, out_size, formats=opts.formats, npz=opts.npz,
+                                points_stride=opts.points_stride if opts.points else None)
+    if sfm:
+        needed += sfm_scratch_bytes(source.num_frames, proc_size)
+    check_free_space(out.root, needed, f"{source.num_frames} frames at {out_size[0]}x{out_size[1]}",
+                     "free some space, choose another output folder, or write less (--output-res processing, "
+                     "--no-npz, fewer --format, --start/--stop)")
 
 
 def _estimate_cameras(frames: _ResizedFrames, source: FrameSource, prior_name: str, out: OutputFolder,
                       opts: RunOptions, user_K: Intrinsics | None) -> Cameras:
     """Structure from motion over the processing-resolution frames, with per-stage progress."""
+    import pycolmap  # noqa: F401 - its import installs glog's SIGTERM handler: take ours back below
+
     from .cameras.sfm import estimate_cameras
 
+    reclaim_sigterm()
     bars: dict[str, Progress] = {}
 
     def sfm_progress(stage: str, done: int, total: int) -> None:

@@ -303,15 +303,21 @@ def test_video_writer_round_trip(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_video_writer_odd_size_is_padded(tmp_path):
+def test_video_writer_odd_size_is_exact_or_padded_without_444(tmp_path):
     img = np.zeros((47, 63, 3), np.uint8)
     img[:, -1] = 200  # last column, repeated into the padding
-    with VideoWriter(tmp_path / "odd.mp4", 10, crf=0) as vw:
+    with VideoWriter(tmp_path / "odd.mp4", 10, crf=0) as vw:  # libx264: 4:4:4, the exact size
         for _ in range(3):
             vw.write(img)
     got, _ = decode_all(tmp_path / "odd.mp4")
-    assert len(got) == 3 and got[0].shape == (48, 64, 3)
+    assert len(got) == 3 and got[0].shape == (47, 63, 3)
     assert abs(float(got[0][:, -1].mean()) - 200) < 4 and float(got[0][-1, :32].mean()) < 4
+    with VideoWriter(tmp_path / "pad.mp4", 10, codec="mpeg4") as vw:  # 4:2:0 only: padded
+        for _ in range(3):
+            vw.write(img)
+    got, _ = decode_all(tmp_path / "pad.mp4")
+    assert len(got) == 3 and got[0].shape == (48, 64, 3)
+    assert abs(float(got[0][:, -1].mean()) - 200) < 8
 
 
 def test_video_writer_failures_leave_nothing(tmp_path):

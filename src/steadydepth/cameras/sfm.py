@@ -59,6 +59,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError, ReconstructionError
 from ..geometry import interpolate_poses, pose_fill_kinds
+from ..io.disk_space import write_failure
 from ..types import Cameras, Frame, Intrinsics
 from .colmap_log import quiet_colmap
 from .keyframes import KeyframePolicy, KeyframeSelector
@@ -90,7 +91,7 @@ def _stream_frames(
             raise InputError(f"frame {frame.index} is {w}x{h} but the clip started at {size[0]}x{size[1]}")
         path = images_dir / _image_name(pos)
         if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]):
-            raise OutputError(f"cannot write frame image {path}")
+            raise OutputError(f"{path}: cannot write the frame image ({write_failure(path)})")
         selector.add(img)
         indices.append(int(frame.index))
         _report(progress, "frames", pos + 1, 0)

@@ -1,5 +1,6 @@
 """Temporal metrics: TAE (temporal alignment error through ground-truth poses, Video Depth
-Anything's protocol, step 5 of :mod:`steadydepth.eval.metrics`) and flicker.
+Anything's protocol, step 5 of :mod:`steadydepth.eval.metrics`), flicker against ground truth,
+and a flicker measure for clips without any ground truth (through optical flow).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..errors import InputError
 from ..types import Intrinsics
 from .metric_inputs import FrameSource, _END, _as_frame, _opener, _pairs, _prepare
 
-__all__ = ["temporal_alignment_error", "flicker"]
+__all__ = ["temporal_alignment_error", "flicker", "flow_flicker"]
 
 
 def _pose_or_none(poses: Any, k: int) -> np.ndarray | None:
@@ -193,3 +194,48 @@ def flicker(pred_depths: FrameSource, gt_depths: FrameSource, *, min_depth: floa
     if res is None:
         raise InputError("flicker: no pair of consecutive frames shares a valid pixel")
     return res
+
+
+def flow_flicker(images: Sequence[np.ndarray], depths: Sequence[np.ndarray], *, max_side: int = 480) -> float:
+    """Flicker of a clip without ground truth or poses: depth change along optical flow, x100.
+
+    ``images`` are the clip's frames (uint8 RGB ``(H, W, 3)``), ``depths`` its z-depth maps
+    (any size, ``0`` = invalid; resized to the images). Both are brought to ``max_side`` pixels
+    on the long side. For consecutive frames ``k, k+1`` the forward flow ``k -> k+1`` that
+    passes the forward-backward and photometric checks of
+    :func:`~steadydepth.consistency.align.consistent_flow` pairs pixel ``x`` of frame ``k``
+    with ``x + f(x)`` of frame ``k+1`` (sampled at the nearest pixel); the value is
+    ``100 * mean over pairs (median over pixels |ln(d_{k+1}(x + f) / d_k(x))|)``: about the
+    percentage by which a surface's depth jumps between frames. Invariant to one global scale;
+    real camera motion towards a surface adds its true change (a few tenths of a percent per
+    frame at walking speed and 30 fps), so the measure compares runs on the same clip.
+    """
+    import cv2
+
+    from ..consistency.align import consistent_flow
+
+    if len(images) != len(depths) or len(images) < 2:
+        raise InputError(f"flow flicker needs two or more frames with depth, got {len(images)} images "
+                         f"and {len(depths)} depth maps")
+    h0, w0 = np.asarray(images[0]).shape[:2]
+    f = min(1.0, max_side / float(max(h0, w0)))
+    size = (max(2, round(w0 * f)), max(2, round(h0 * f)))
+    prev = None
+    per_pair = []
+    for img, dep in zip(images, depths):
+        gray = cv2.cvtColor(cv2.resize(np.asarray(img), size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+        d = cv2.resize(np.asarray(dep, np.float32), size, interpolation=cv2.INTER_NEAREST)
+        if prev is not None:
+            g0, d0 = prev
+            flow, ok = consistent_flow(g0, gray)
+            ys, xs = np.nonzero(ok & (d0 > 0))
+            tx = np.clip(np.rint(xs + flow[ys, xs, 0]).astype(int), 0, size[0] - 1)
+            ty = np.clip(np.rint(ys + flow[ys, xs, 1]).astype(int), 0, size[1] - 1)
+            d1 = d[ty, tx]
+            keep = d1 > 0
+            if keep.any():
+                per_pair.append(float(np.median(np.abs(np.log(d1[keep] / d0[ys[keep], xs[keep]])))))
+        prev = (gray, d)
+    if not per_pair:
+        raise InputError("flow flicker: no pair of consecutive frames has a reliable flow on valid depth")
+    return 100.0 * float(np.mean(per_pair))

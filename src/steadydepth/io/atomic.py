@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,10 +23,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError
+from .disk_space import write_failure
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "sibling_temp_path", "to_jsonable"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "sibling_temp_path", "to_jsonable",
+           "is_temp_name", "remove_temp_files"]
 
 log = logging.getLogger(__name__)
+
+_TEMP_NAME = re.compile(r"^\..*\.[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 
 
 def sibling_temp_path(path: str | Path) -> Path:
@@ -35,6 +40,25 @@ def sibling_temp_path(path: str | Path) -> Path:
     """
     path = Path(path)
     return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of :func:`sibling_temp_path`'s names (``.depth.3f2a9c1b.tmp.npz``)."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def remove_temp_files(folder: str | Path) -> int:
+    """Remove the temporary files that writes killed before their rename left in ``folder`` (not
+    recursive); return how many. Only names of :func:`sibling_temp_path`'s form are touched."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for entry in folder.iterdir():
+        if is_temp_name(entry.name) and entry.is_file():
+            _remove_quietly(entry)
+            removed += 1
+    return removed
 
 
 def _remove_quietly(path: Path) -> None:
@@ -53,7 +77,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     On an exception inside the block the temporary file is removed and the exception
     propagates; ``path`` is left untouched. The parent folder must exist (it is not
     created). An ``OSError`` while writing or renaming (permission, missing folder,
-    full disk) becomes :class:`~steadydepth.errors.OutputError` naming ``path``.
+    full disk: "no space left on device") becomes :class:`~steadydepth.errors.OutputError`
+    naming ``path``.
     """
     path = Path(path)
     if not path.parent.is_dir():
@@ -66,7 +91,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+        raise OutputError(f"{path}: cannot write ({write_failure(path, exc)})") from exc
     except BaseException:
         _remove_quietly(tmp)
         raise

@@ -9,9 +9,14 @@ pixels. Formats:
   Invalid (0, NaN, inf, negative) -> 0. Valid depths are clipped to ``[1, 65535]`` so
   a valid pixel never becomes invalid and vice versa; the number of clipped pixels is
   returned. With the default scale the range is 1 mm .. 65.535 m.
-* ``exr``: one float32 channel ``Z`` (ZIP compression). Float32 rather than half:
-  half has an 11-bit mantissa (about 0.05 % relative error) and overflows at 65504,
-  which matters for scene-unit depth and for far points; float32 files are twice as big.
+* ``exr``: one float32 channel ``Y`` (ZIP compression). ``Y`` is the single-channel name
+  the common readers understand: OpenCV (``cv2.imread(path, cv2.IMREAD_UNCHANGED)`` with
+  ``OPENCV_IO_ENABLE_OPENEXR=1`` set before ``import cv2``) returns the ``(H, W)`` float32
+  map, FFmpeg/PyAV and imageio's pyav plugin decode it as ``grayf32le``, OpenEXR by name;
+  a ``Z`` channel (what depth renderers and DepthCrafter write) reads as zeros in OpenCV
+  and not at all in FFmpeg. Float32 rather than half: half has an 11-bit mantissa (about
+  0.05 % relative error) and overflows at 65504, which matters for scene-unit depth and
+  for far points; float32 files are twice as big.
 * ``pfm`` and ``tif`` (read only): formats other depth tools write (via OpenCV).
 """
 
@@ -91,7 +96,7 @@ def write_depth(path: str | Path, depth: np.ndarray, fmt: DepthFormat, *, png_sc
         header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
         with atomic_path(path) as tmp:
             try:
-                with OpenEXR.File(header, {"Z": np.ascontiguousarray(d)}) as fh:
+                with OpenEXR.File(header, {"Y": np.ascontiguousarray(d)}) as fh:
                     fh.write(str(tmp))
             except (RuntimeError, ValueError, TypeError) as exc:
                 raise OutputError(f"{path}: cannot write OpenEXR ({exc})") from exc

@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import InputError
 from ..types import Frame
 from .display import _frame_display_matrix, apply_display_transform, display_transform
+from .video_decode import PacketDecoder, format_frame_list
 from .images import IMAGE_EXTENSIONS, _image_header_size, natural_sort_key, read_image, to_rgb_uint8
 
 __all__ = ["FrameSource", "VideoSource", "ImageSequenceSource", "ArraySource", "open_source", "resize_frame", "processing_size"]
@@ -160,9 +161,10 @@ class VideoSource(FrameSource):
     """Frames of a video file decoded with PyAV (threaded, seek-free, rotation applied).
 
     Frames before ``start`` are decoded and dropped; decoding stops after ``stop``. A
-    decode error (truncated or damaged file) ends the pass cleanly with a warning naming
-    the frame; a pass that ends before the frame count the container announces adds a
-    warning too.
+    packet the decoder refuses (damaged data) is skipped and decoding goes on; one warning
+    per pass names the lost frames (see :mod:`~steadydepth.io.video_decode`), and only a
+    video where no frame decodes is refused. A pass that ends before the frame count the
+    container announces adds a warning too.
     """
 
     kind = "video"
@@ -204,14 +206,14 @@ class VideoSource(FrameSource):
             self.source_frames: int | None = total if total > 0 else None
             self._announced = int(stream.frames or 0)
             first = None
-            try:
-                for frame in container.decode(stream):
-                    first = frame
-                    break
-            except av.FFmpegError as exc:
-                raise InputError(f"{p}: no decodable video frame ({exc})") from exc
+            stream.thread_type = "AUTO"  # as in __iter__, so that both find the same first frame
+            probe = PacketDecoder(container, stream)
+            for _, frame in probe:
+                first = frame
+                break
             if first is None:
-                raise InputError(f"{p}: no decodable video frame")
+                reason = f" ({probe.failed_packets} packets refused: {probe.last_error})" if probe.last_error else ""
+                raise InputError(f"{p}: no decodable video frame{reason}")
             self.pix_fmt = first.format.name
             self.rotation = int(round(first.rotation or 0))
             matrix = _frame_display_matrix(first)
@@ -251,51 +253,40 @@ class VideoSource(FrameSource):
             container = av.open(self.path, mode="r")
         except av.FFmpegError as exc:
             raise InputError(f"{self.path}: not a readable video ({exc})") from exc
-        index = 0  # source index of the next decoded frame
+        index = 0  # frames of the stream seen so far (decoded or lost)
         yielded = 0
         reached_stop = False
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            error: Exception | None = None
-            try:
-                for packet in container.demux(stream):
-                    for frame in packet.decode():
-                        if self._selected(index):
-                            yield self._convert(frame, index)
-                            yielded += 1
-                        index += 1
-                        if self.stop is not None and index >= self.stop:
-                            reached_stop = True  # stop decoding right after the last wanted frame
-                            break
-                    if reached_stop:
-                        break
-            except av.FFmpegError as exc:
-                error = exc
-            if error is not None:
-                # drain what the (threaded) decoder still holds, then stop
-                try:
-                    for frame in stream.codec_context.decode(None):
-                        if self.stop is not None and index >= self.stop:
-                            break
-                        if self._selected(index):
-                            yield self._convert(frame, index)
-                            yielded += 1
-                        index += 1
-                except av.FFmpegError:
-                    pass
-                self._warn(f"frame {index}: decode error ({error}), stopped")
-            elif not reached_stop and self._announced and index < self._announced:
-                self._warn(
-                    f"frame {index}: stream ended after {index} of the {self._announced} frames the container "
-                    "announces (truncated or damaged file?)"
-                )
-            elif not reached_stop and not self._announced and self.source_frames \
-                    and index < self.source_frames - max(2, 0.02 * self.source_frames):
-                self._warn(
-                    f"frame {index}: stream ended after {index} frames, the container's duration suggests about "
-                    f"{self.source_frames} (truncated or damaged file?)"
-                )
+            decoder = PacketDecoder(container, stream)
+            for position, frame in decoder:
+                if self.stop is not None and position >= self.stop:
+                    reached_stop = True
+                    break
+                if self._selected(position):
+                    yield self._convert(frame, position)
+                    yielded += 1
+                if self.stop is not None and position + 1 >= self.stop:
+                    reached_stop = True  # stop decoding right after the last wanted frame
+                    break
+            index, lost = decoder.frames_seen, list(decoder.lost)
+            ended = decoder.finished and not reached_stop  # read to the end of the stream
+            expected = self._announced or (self.source_frames or 0)
+            slack = 0 if self._announced else max(2, 0.02 * expected)
+            short = ended and expected > 0 and index < expected - slack
+            while short and lost and lost[-1] == index - 1:  # frames lost at a cut belong to the truncation
+                lost.pop()
+                index -= 1
+            lost = [i for i in lost if i >= self.start and (self.stop is None or i < self.stop)]
+            if lost:
+                why = f"damaged data: {decoder.last_error}" if decoder.last_error else "damaged data"
+                self._warn(f"{'frame' if len(lost) == 1 else 'frames'} {format_frame_list(lost)} could not be "
+                           f"decoded ({why}) and {'was' if len(lost) == 1 else 'were'} skipped")
+            if short:
+                what = (f"of the {self._announced} frames the container announces" if self._announced else
+                        f"frames, the container's duration suggests about {self.source_frames}")
+                self._warn(f"frame {index}: stream ended after {index} {what} (truncated or damaged file?)")
         finally:
             container.close()
         if index == 0:

@@ -4,9 +4,12 @@ The file is written under a hidden temporary name in the target folder and renam
 the target by :meth:`VideoWriter.close` only when encoding finished; on an exception
 inside a ``with`` block the partial file is removed.
 
-Odd sizes: chroma-subsampled pixel formats (``yuv420p`` and friends) need even sides,
-so a frame with an odd width or height is **padded** by repeating its last column/row
-(the video is then one pixel wider/taller than the frames; no pixel is lost).
+Odd sizes: chroma-subsampled pixel formats (``yuv420p`` and friends) need even sides
+(H.264 cannot even crop a single pixel off in 4:2:0). A frame with an odd width or height
+is therefore encoded in ``yuv444p`` when the encoder has it (libx264, libx265, VP9): the
+video has exactly the frames' size (H.264 High 4:4:4 plays in FFmpeg-based players, VLC,
+mpv and Chromium; QuickTime/Safari need even sizes). Only an encoder without 4:4:4 gets
+the frame **padded** by repeating its last column/row.
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ def _subsampling(pix_fmt: str) -> tuple[int, int]:
     except (ValueError, av.FFmpegError) as exc:
         raise OutputError(f"unknown pixel format {pix_fmt!r} ({exc})") from exc
     return max(1, 64 // fmt.chroma_width(64)), max(1, 64 // fmt.chroma_height(64))
+
+
+def _encoder_formats(codec: str) -> set[str]:
+    """Names of the pixel formats the encoder ``codec`` accepts (empty when PyAV does not say)."""
+    import av
+
+    try:
+        return {f.name for f in (av.codec.Codec(codec, "w").video_formats or [])}
+    except (ValueError, av.FFmpegError):  # pragma: no cover - unknown encoder, checked in VideoWriter
+        return set()
 
 
 def _frame_rate(fps: float) -> Fraction:
@@ -83,6 +96,10 @@ class VideoWriter:
         av = self._av
         sw, sh = self._sub
         ew, eh = -(-width // sw) * sw, -(-height // sh) * sh
+        if (ew, eh) != (width, height) and "yuv444p" in _encoder_formats(self.codec):
+            log.debug("%s: %dx%d frames: %s instead of %s (odd size)", self.path, width, height, "yuv444p",
+                      self.pix_fmt)
+            self.pix_fmt, self._sub, (ew, eh) = "yuv444p", (1, 1), (width, height)
         if (ew, eh) != (width, height):
             log.info("%s: %dx%d frames padded to %dx%d for %s", self.path, width, height, ew, eh, self.pix_fmt)
         try:
@@ -91,6 +108,10 @@ class VideoWriter:
             stream.width, stream.height, stream.pix_fmt = ew, eh, self.pix_fmt
             if self.codec in ("libx264", "libx265", "libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1"):
                 opts = {"crf": str(self.crf)}
+                if self.codec == "libx264":
+                    # x264 keeps rc-lookahead frames in flight (default 40, several MB each at 1080p, ~25 MB
+                    # at 4K); 10, the value of its veryfast preset, bounds that memory at a small cost in size
+                    opts["rc-lookahead"] = "10"
                 if self.codec == "libx265":
                     opts["x265-params"] = "log-level=error"
                 if self.codec.startswith("libvpx"):
