@@ -20,13 +20,14 @@ log = logging.getLogger(__name__)
 
 def write_cameras(out: OutputFolder, cameras: Cameras | None, intrinsics: Intrinsics | None,
                   frame_indices: list[int], units: str) -> None:
-    """``cameras.json`` (intrinsics at the output resolution, c2w poses, null where unknown, and
-    per frame ``pose_source``: how the pose was obtained, see :data:`~steadydepth.types.POSE_SOURCES`);
-    plus ``colmap/`` text files and ``sparse.ply`` when SfM ran."""
+    """``cameras.json`` (intrinsics at the output resolution with their radial ``k1``, c2w poses,
+    null where unknown, and per frame ``pose_source``: how the pose was obtained, see
+    :data:`~steadydepth.types.POSE_SOURCES`); plus ``colmap/`` text files and ``sparse.ply`` when SfM ran."""
     poses = cameras.poses if cameras is not None else [None] * len(frame_indices)
     out.write_json("cameras.json", {
         "convention": "camera-to-world 4x4, OpenCV axes (x right, y down, z forward); "
                       "pixel centres at integer coordinates",
+        "depth_pixels": "the input images' pixels (distorted by intrinsics.k1, SIMPLE_RADIAL, when it is not 0)",
         "units": units,
         "source": cameras.source if cameras is not None else None,
         "intrinsics": intrinsics.to_dict() if intrinsics is not None else None,

@@ -188,6 +188,7 @@ class OutputFolder:
                 "units": np.array(units),
                 "frame_indices": np.asarray(frame_indices, dtype=np.int64),
                 "K": K,
+                "k1": np.float64(intrinsics.k1 if intrinsics is not None else np.nan),
                 "poses": poses,
                 "pose_source": pose_source,
             },

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cameras.lens import RadialLens, lens_for
 from .consistency.clip_stage import ClipAlignmentStage
 from .consistency.temporal import TemporalFusion, TemporalSettings
 from .errors import InputError, NoDepthError, ReconstructionError
@@ -91,16 +92,19 @@ class DepthVideo:
 
 
 class _ResizedFrames:
-    """Re-iterable view of a source at the processing resolution."""
+    """Re-iterable view of a source at the processing resolution, undistorted once ``lens`` is set."""
 
     def __init__(self, source: FrameSource, max_res: int | None) -> None:
         self.source = source
         self.max_res = max_res
         self.size = processing_size(source.width, source.height, max_res)
+        self.lens: RadialLens | None = None
 
     def __iter__(self) -> Iterator[Frame]:
         for frame in self.source:
             image = resize_frame(frame.image, self.max_res)
+            if self.lens is not None:
+                image = self.lens.undistort_image(image)
             yield Frame(index=frame.index, image=image, time=frame.time, name=frame.name)
 
 
@@ -128,7 +132,8 @@ def _versions() -> dict:
 class _DepthWriter:
     """Writes each finished frame at the output size: the metric-hint scale (``depth=M`` fixes
     it on the first frame with depth), the resize to ``size = (width, height)`` and every format of the
-    run. Counts frames and clipped png16 pixels; ``metric`` is the prior's flag once known."""
+    run. Counts frames and clipped png16 pixels; ``metric`` is the prior's flag once known.
+    With a ``lens`` the depth arrives on its pinhole grid and is written on the input pixels."""
 
     def __init__(self, out: OutputFolder, opts: RunOptions, hint: tuple[str, float] | None, scale: float,
                  units: str, size: tuple[int, int]) -> None:
@@ -139,8 +144,11 @@ class _DepthWriter:
         self.valid = 0  # valid (depth > 0) pixels written
         self.hint_applied = False
         self.metric: bool | None = None
+        self.lens: RadialLens | None = None
 
     def write(self, depth: np.ndarray, conf: np.ndarray) -> None:
+        if self.lens is not None:
+            depth, conf = self.lens.distort_depth(depth, conf)
         if self.hint is not None and self.hint[0] == "depth" and not self.hint_applied and (depth > 0).any():
             # the first frame with depth fixes the scale (frames before it hold no depth to scale)
             self.scale, self.units = self.hint[1] / float(np.median(depth[depth > 0])), "metres"
@@ -240,6 +248,7 @@ def estimate(
             cameras = _estimate_cameras(frames, source, prior.name, out, opts, user_K)
             timings["cameras"] = time.perf_counter() - t0
             warnings.extend(cameras.warnings)
+            frames.lens = lens_for(cameras.intrinsics, proc_w, proc_h)  # the prior works on a pinhole grid
 
         hint = parse_metric_hint(opts.metric_hint) if opts.metric_hint else None
         scale, units = (_travel_scale(cameras, hint[1]), "metres") if hint and hint[0] == "travel" else (1.0, "scene")
@@ -252,11 +261,14 @@ def estimate(
         frame_indices: list[int] = []
         images = _ImageStash(out.work_dir / "images")  # images the prior has read but not yet answered
         writer = _DepthWriter(out, opts, hint, scale, units, (out_w, out_h))
+        writer.lens = frames.lens
         stage: ClipAlignmentStage | None = None  # relative frames waiting for the clip alignment
 
         fusion = _temporal_fusion(prior, cameras, opts, (proc_w, proc_h))
 
         def emit(depth: np.ndarray, conf: np.ndarray) -> None:
+            if frames.lens is not None:  # nothing seen beyond the input image: keep it out of the fusion
+                depth, conf = frames.lens.drop_unseen(depth, conf)
             for fused in fusion.push(depth, conf):
                 writer.write(*fused)
 

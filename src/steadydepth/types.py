@@ -50,7 +50,14 @@ POSE_SOURCES = ("mapped", "tracked", "interpolated", "copied", "rotation-only", 
 
 @dataclass(frozen=True)
 class Intrinsics:
-    """Pinhole intrinsics in pixels, OpenCV pixel-centre convention, for a ``width x height`` image."""
+    """Intrinsics in pixels, OpenCV pixel-centre convention, for a ``width x height`` image.
+
+    ``k1`` is the radial distortion of COLMAP's ``SIMPLE_RADIAL`` model (OpenCV's ``k1``):
+    a camera point with normalised coordinates ``(x, y)``, ``r^2 = x^2 + y^2``, is seen at
+    pixel ``(fx * x * (1 + k1 r^2) + cx, fy * y * (1 + k1 r^2) + cy)``. It is defined on
+    normalised coordinates, so :meth:`scaled` keeps it. ``0`` is a pinhole camera; ``K`` is
+    the pinhole part either way (:mod:`steadydepth.cameras.lens` handles the distortion).
+    """
 
     fx: float
     fy: float
@@ -58,6 +65,7 @@ class Intrinsics:
     cy: float
     width: int
     height: int
+    k1: float = 0.0
 
     @property
     def K(self) -> np.ndarray:
@@ -74,6 +82,7 @@ class Intrinsics:
             cy=(self.cy + 0.5) * sy - 0.5,
             width=int(width),
             height=int(height),
+            k1=self.k1,
         )
 
     @classmethod
@@ -92,9 +101,11 @@ class Intrinsics:
         return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
 
     def to_dict(self) -> dict:
+        """JSON form: the fields, the pixel-centre convention and the lens model."""
         return {
             "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
-            "width": self.width, "height": self.height,
+            "width": self.width, "height": self.height, "k1": self.k1,
+            "model": "SIMPLE_RADIAL" if self.k1 != 0.0 else "PINHOLE",
             "pixel_centre": "opencv (first pixel centre at 0,0)",
         }
 

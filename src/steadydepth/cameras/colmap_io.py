@@ -8,11 +8,13 @@ COLMAP conventions at this boundary, converted once here:
 * COLMAP puts the first pixel centre at ``(0.5, 0.5)``; steadydepth (OpenCV) at ``(0, 0)``:
   ``cx_colmap = cx_opencv + 0.5``.
 
-:func:`write_colmap_text` writes one shared ``PINHOLE`` camera (the model
-:class:`~steadydepth.types.Cameras` describes); frames without a pose are not written.
-:func:`read_colmap_text` reads a text model (or a binary one through pycolmap) with a
-single camera; lens distortion of other models is not applied but reported in
-``Cameras.warnings`` as a string starting with ``"distortion:"``.
+:func:`write_colmap_text` writes one shared camera (the model
+:class:`~steadydepth.types.Cameras` describes): ``PINHOLE``, or with a radial distortion
+``Intrinsics.k1`` ``SIMPLE_RADIAL`` (``OPENCV`` with only ``k1`` when ``fx != fy``); frames
+without a pose are not written. :func:`read_colmap_text` reads a text model (or a binary one
+through pycolmap) with a single camera; ``SIMPLE_RADIAL``, ``RADIAL`` and ``OPENCV`` whose only
+distortion is the first radial term give ``Intrinsics.k1``; other distortion is not applied but
+reported in ``Cameras.warnings`` as a string starting with ``"distortion:"``.
 """
 
 from __future__ import annotations
@@ -82,10 +84,10 @@ def write_colmap_text(cameras: Cameras, folder: str | Path, image_names: list[st
             fh.write("# Camera list with one line of data per camera:\n")
             fh.write("#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n")
             fh.write("# Number of cameras: 1\n")
-            fh.write(
-                f"1 PINHOLE {K.width} {K.height} {_fmt(K.fx)} {_fmt(K.fy)} "
-                f"{_fmt(K.cx + 0.5)} {_fmt(K.cy + 0.5)}\n"
-            )
+            if K.k1 != 0.0:
+                fh.write("# Radial distortion k1: the images (and steadydepth's depth maps) are the distorted "
+                         "input pixels\n")
+            fh.write(f"1 {_camera_params(K)}\n")
         posed = [i for i, p in enumerate(cameras.poses) if p is not None]
         with open(folder / "images.txt", "w") as fh:
             fh.write("# Image list with two lines of data per image:\n")
@@ -117,6 +119,16 @@ def write_colmap_text(cameras: Cameras, folder: str | Path, image_names: list[st
     return folder
 
 
+def _camera_params(K: Intrinsics) -> str:
+    """``MODEL WIDTH HEIGHT PARAMS...`` of ``K`` in COLMAP's pixel convention."""
+    cx, cy = _fmt(K.cx + 0.5), _fmt(K.cy + 0.5)
+    if K.k1 == 0.0:
+        return f"PINHOLE {K.width} {K.height} {_fmt(K.fx)} {_fmt(K.fy)} {cx} {cy}"
+    if K.fx == K.fy:
+        return f"SIMPLE_RADIAL {K.width} {K.height} {_fmt(K.fx)} {cx} {cy} {_fmt(K.k1)}"
+    return f"OPENCV {K.width} {K.height} {_fmt(K.fx)} {_fmt(K.fy)} {cx} {cy} {_fmt(K.k1)} 0.0 0.0 0.0"
+
+
 def _data_lines(path: Path) -> list[str]:
     with open(path) as fh:
         return [line.rstrip("\n") for line in fh if not line.startswith("#")]
@@ -131,10 +143,14 @@ def _intrinsics_from_model(model: str, width: int, height: int, params: list[flo
     p = dict(zip(names, params))
     fx = p.get("fx", p.get("f"))
     fy = p.get("fy", p.get("f"))
-    K = Intrinsics(float(fx), float(fy), float(p["cx"]) - 0.5, float(p["cy"]) - 0.5, int(width), int(height))
     extra = {k: v for k, v in p.items() if k not in ("f", "fx", "fy", "cx", "cy")}
+    k1 = extra.get("k", extra.get("k1", 0.0))
+    rest = [v for k, v in extra.items() if k not in ("k", "k1")]
+    applied = "FISHEYE" not in model and not any(abs(v) > 0 for v in rest)
+    K = Intrinsics(float(fx), float(fy), float(p["cx"]) - 0.5, float(p["cy"]) - 0.5, int(width), int(height),
+                   k1=float(k1) if applied else 0.0)
     warnings = []
-    if any(abs(v) > 0 for v in extra.values()) or "FISHEYE" in model:
+    if not applied:
         desc = " ".join(f"{k}={v:.6g}" for k, v in extra.items())
         warnings.append(f"distortion: COLMAP model {model} {desc} (poses and intrinsics here are pinhole; "
                         "images are not undistorted)")

@@ -43,9 +43,9 @@ both add a warning starting with ``"no-parallax:"`` (geometry cannot give depth)
 Conventions: intrinsics in the OpenCV pixel-centre convention (COLMAP's principal
 point minus 0.5), poses camera-to-world with OpenCV axes (COLMAP's
 ``Image.cam_from_world`` is world-to-camera and is inverted here). The SIMPLE_RADIAL
-distortion ``k`` (COLMAP: ``u = f * x * (1 + k r^2) + cx``) is not removed; it is
-reported as a warning starting with ``"distortion:"`` with its size in pixels at the
-image corner where that exceeds :data:`DISTORTION_WARN_PX` (below, an INFO line).
+distortion ``k`` (COLMAP: ``u = f * x * (1 + k r^2) + cx``) is returned as
+``Intrinsics.k1``: the poses and ``K`` are those of the distorted input frames
+(:mod:`steadydepth.cameras.lens` resamples between them and a pinhole grid).
 """
 
 from __future__ import annotations
@@ -73,11 +73,6 @@ from .sfm_settings import ProgressFn, SFM_PRESETS, _report, rescue_preset
 __all__ = ["estimate_cameras"]
 
 log = logging.getLogger(__name__)
-
-#: the lens distortion is a warning (and in ``Cameras.warnings``) only where it moves the image
-#: corner by more than this many pixels; below it is an INFO line
-DISTORTION_WARN_PX = 2.0
-
 
 def _stream_frames(
     frames: Iterable[Frame], images_dir: Path, policy: KeyframePolicy, progress: ProgressFn | None
@@ -198,24 +193,15 @@ def _pose_sources(poses: list[np.ndarray | None], mapped: dict[int, np.ndarray],
     return sources
 
 
-def _intrinsics_of(cam, w: int, h: int) -> tuple[Intrinsics, str | None]:
-    """OpenCV-convention intrinsics of a COLMAP camera and, for SIMPLE_RADIAL, the distortion note."""
+def _intrinsics_of(cam, w: int, h: int) -> Intrinsics:
+    """OpenCV-convention intrinsics of a COLMAP camera (SIMPLE_RADIAL's ``k`` kept as ``k1``)."""
     params = [float(v) for v in cam.params]
     if cam.model.name == "SIMPLE_RADIAL":
         f, cx, cy, k = params
-        intr = Intrinsics(f, f, cx - 0.5, cy - 0.5, w, h)
-        r2 = ((w / 2.0) ** 2 + (h / 2.0) ** 2) / f**2
-        corner_px = abs(k) * r2 * np.sqrt(r2) * f
-        dmsg = (f"distortion: SIMPLE_RADIAL k={k:.6g} ({corner_px:.2f} px at the image corner); "
-                "intrinsics and poses are pinhole, images are not undistorted")
-        if corner_px <= DISTORTION_WARN_PX:  # does not matter: a note in the log, not a warning
-            log.info("SfM: %s", dmsg)
-            return intr, None
-        log.warning(dmsg)
-        return intr, dmsg
+        return Intrinsics(f, f, cx - 0.5, cy - 0.5, w, h, k1=k)
     if cam.model.name == "PINHOLE":
         fx, fy, cx, cy = params
-        return Intrinsics(fx, fy, cx - 0.5, cy - 0.5, w, h), None
+        return Intrinsics(fx, fy, cx - 0.5, cy - 0.5, w, h)
     raise ReconstructionError(f"unexpected COLMAP camera model {cam.model.name}")  # pragma: no cover
 
 
@@ -350,10 +336,8 @@ def estimate_cameras(
     if missing:
         poses = interpolate_poses(poses)
 
-    # --- intrinsics (OpenCV convention) and distortion note
-    intr, dmsg = _intrinsics_of(cam, w, h)
-    if dmsg is not None:
-        warnings.append(dmsg)
+    # --- intrinsics (OpenCV convention, with the radial distortion)
+    intr = _intrinsics_of(cam, w, h)
 
     pts = np.array([p.xyz for p in rec.points3D.values()], dtype=np.float64).reshape(-1, 3) * scale
     cols = np.array([p.color for p in rec.points3D.values()], dtype=np.uint8).reshape(-1, 3)
@@ -363,6 +347,6 @@ def estimate_cameras(
     result = Cameras(intrinsics=intr, poses=poses, frame_indices=list(indices), points=pts, colors=cols,
                      units="scene", source="pycolmap", warnings=warnings, pose_sources=sources)
     _export_text(result, sfm_dir, n)
-    log.info("SfM: %d/%d keyframes in the model, %d frames by tracking, %d interpolated, focal %.1f px",
-             len(posed_w2c), len(kf), len(extra), len(missing), intr.fx)
+    log.info("SfM: %d/%d keyframes in the model, %d frames by tracking, %d interpolated, focal %.1f px, k1 %.4g",
+             len(posed_w2c), len(kf), len(extra), len(missing), intr.fx, intr.k1)
     return result

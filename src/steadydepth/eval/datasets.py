@@ -153,8 +153,8 @@ def load_gt_folder(folder: str | Path, *, max_depth: float = 10.0, load_images: 
     intr_d = meta.get("intrinsics")
     try:
         intr = Intrinsics(float(intr_d["fx"]), float(intr_d["fy"]), float(intr_d["cx"]), float(intr_d["cy"]),
-                          int(intr_d["width"]), int(intr_d["height"]))
-    except (TypeError, KeyError, ValueError) as exc:
+                          int(intr_d["width"]), int(intr_d["height"]), float(intr_d.get("k1", 0.0)))
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise InputError(f"{meta_path}: missing or bad 'intrinsics' (need fx, fy, cx, cy, width, height)") from exc
     depth_dir = root / "depth"
     if not depth_dir.is_dir():

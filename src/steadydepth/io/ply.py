@@ -3,7 +3,9 @@
 Unprojection uses the OpenCV pixel-centre convention of :mod:`steadydepth.types`: the
 pixel in row ``v``, column ``u`` has its centre at ``(u, v)`` and
 ``X_cam = depth * ((u - cx) / fx, (v - cy) / fy, 1)``; with a camera-to-world pose
-``X_world = R @ X_cam + t``.
+``X_world = R @ X_cam + t``. With a radial distortion (``Intrinsics.k1 != 0``) the depth is on
+the distorted pixels and ``(x, y)`` is the undistorted ray of each pixel
+(:meth:`steadydepth.cameras.lens.RadialLens.normalised_rays`).
 """
 
 from __future__ import annotations
@@ -147,9 +149,17 @@ def depth_to_points(
         valid &= np.asarray(mask, dtype=bool)[::stride, ::stride]
     rows, cols = np.nonzero(valid)
     zv = z[rows, cols]
-    u = us[cols].astype(np.float64)
-    v = vs[rows].astype(np.float64)
-    pts = np.stack([(u - intrinsics.cx) / intrinsics.fx * zv, (v - intrinsics.cy) / intrinsics.fy * zv, zv], axis=1)
+    if intrinsics.k1 != 0.0:
+        from ..cameras.lens import pixel_rays
+
+        rx, ry = pixel_rays(intrinsics)
+        x, y = rx[::stride, ::stride][rows, cols], ry[::stride, ::stride][rows, cols]
+        keep = np.isfinite(x)
+        rows, cols, zv, x, y = rows[keep], cols[keep], zv[keep], x[keep], y[keep]
+    else:
+        x = (us[cols].astype(np.float64) - intrinsics.cx) / intrinsics.fx
+        y = (vs[rows].astype(np.float64) - intrinsics.cy) / intrinsics.fy
+    pts = np.stack([x * zv, y * zv, zv], axis=1)
     if pose_c2w is not None:
         T = np.asarray(pose_c2w, dtype=np.float64)
         if T.shape != (4, 4):

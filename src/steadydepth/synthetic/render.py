@@ -5,6 +5,7 @@ Conventions: OpenCV pixel centres and camera axes; poses camera-to-world.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,17 +55,24 @@ class SyntheticClip:
                        pose_sources=["given"] * len(self))
 
 
-def _pixel_rays(K: np.ndarray, width: int, height: int, offsets: list[tuple[float, float]]) -> np.ndarray:
-    """Camera-frame rays ``(len(offsets), H*W, 3)`` with z = 1 through ``(u + du, v + dv)``."""
-    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    u, v = u.ravel(), v.ravel()
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    out = np.empty((len(offsets), u.size, 3))
-    for j, (du, dv) in enumerate(offsets):
-        out[j, :, 0] = (u + du - cx) / fx
-        out[j, :, 1] = (v + dv - cy) / fy
-        out[j, :, 2] = 1.0
-    return out
+def _rays_at(intrinsics: Intrinsics, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Camera-frame rays ``(N, 3)`` with z = 1 seen at pixel positions ``u``, ``v`` ``(N,)``
+    (through the lens when ``intrinsics.k1`` is not 0)."""
+    if intrinsics.k1 != 0.0:
+        from ..cameras.lens import RadialLens
+
+        x, y = RadialLens(intrinsics).undistort_pixels(u, v, intrinsics.width, intrinsics.height)
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise InputError(f"synthetic clip: k1={intrinsics.k1} folds the image over (no ray for some pixels)")
+    else:
+        x, y = (u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy
+    return np.stack([x, y, np.ones_like(x)], axis=1)
+
+
+def _pixel_rays(intrinsics: Intrinsics) -> np.ndarray:
+    """Camera-frame rays ``(H*W, 3)`` with z = 1 through every pixel centre."""
+    u, v = np.meshgrid(np.arange(intrinsics.width, dtype=np.float64), np.arange(intrinsics.height, dtype=np.float64))
+    return _rays_at(intrinsics, u.ravel(), v.ravel())
 
 
 _SUBSAMPLES = ((-0.25, -0.25), (0.25, -0.25), (-0.25, 0.25), (0.25, 0.25))
@@ -92,14 +100,14 @@ def render_frame(scene: Scene, intrinsics: Intrinsics, pose_c2w: np.ndarray,
                  *, _rays: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one view: ``(image uint8 (H, W, 3), depth float32 (H, W), dynamic bool (H, W))``.
 
-    Depth is the exact z-depth of the ray through the pixel centre. Colour: texture is
+    Depth is the exact z-depth of the ray through the pixel centre (the ray of the distorted
+    camera when ``intrinsics.k1`` is not 0). Colour: texture is
     pre-filtered (trilinear mip-mapping at the pixel footprint); pixels next to a change
     of surface (silhouettes, creases) average a 2 x 2 grid of sub-pixel rays instead
     (adaptive anti-aliasing; identical in spirit to 2 x 2 supersampling, 3-4x cheaper).
     """
     w, h = intrinsics.width, intrinsics.height
-    K = intrinsics.K
-    rays = _rays if _rays is not None else _pixel_rays(K, w, h, [(0.0, 0.0)])[0]
+    rays = _rays if _rays is not None else _pixel_rays(intrinsics)
     pose = np.asarray(pose_c2w, dtype=np.float64)
     R, o = pose[:3, :3], pose[:3, 3]
     dirs = rays @ R.T          # world directions; their camera z component stays 1
@@ -117,8 +125,7 @@ def render_frame(scene: Scene, intrinsics: Intrinsics, pose_c2w: np.ndarray,
         du = np.repeat([d[0] for d in _SUBSAMPLES], edge.size)
         dv = np.repeat([d[1] for d in _SUBSAMPLES], edge.size)
         uu, vv = np.tile(u, ns) + du, np.tile(v, ns) + dv
-        cam = np.stack([(uu - K[0, 2]) / K[0, 0], (vv - K[1, 2]) / K[1, 1], np.ones(uu.size)], axis=1)
-        dsub = cam @ R.T
+        dsub = _rays_at(intrinsics, uu, vv) @ R.T
         ts, ps, fs = scene.raycast(o, dsub)
         sub = scene.shade(o, dsub, ts, ps, fs, ts / (2.0 * f))
         colour[edge] = sub.reshape(ns, edge.size, 3).mean(axis=0)
@@ -128,7 +135,7 @@ def render_frame(scene: Scene, intrinsics: Intrinsics, pose_c2w: np.ndarray,
 
 def render_clip(num_frames: int = 40, width: int = 320, height: int = 240, *, motion: str = "orbit",
                 moving_object: bool = False, textureless_wall: bool = False, hfov_deg: float = 60.0,
-                seed: int = 0) -> SyntheticClip:
+                k1: float = 0.0, seed: int = 0) -> SyntheticClip:
     """Render a synthetic clip with exact depth, intrinsics and camera-to-world poses.
 
     ``motion`` is one of :data:`MOTIONS`: ``"orbit"`` (default; arc around the scene with
@@ -136,19 +143,21 @@ def render_clip(num_frames: int = 40, width: int = 320, height: int = 240, *, mo
     optical axis), ``"pan"`` (pure rotation, zero translation), ``"static"`` (fixed camera),
     ``"drone"`` (high, looking down, translating). ``moving_object`` adds a box sliding
     across the scene (``dynamic_mask`` marks its pixels); ``textureless_wall`` makes the far
-    wall (z = +3 m) a uniform colour with only a faint gradient. Deterministic given ``seed``.
+    wall (z = +3 m) a uniform colour with only a faint gradient. ``k1`` renders through a
+    ``SIMPLE_RADIAL`` lens (:class:`~steadydepth.types.Intrinsics`; images and depth on the
+    distorted pixels). Deterministic given ``seed``.
     """
     if width < 2 or height < 2:
         raise InputError(f"synthetic clip size must be at least 2x2, got {width}x{height}")
     if num_frames < 1:
         raise InputError(f"num_frames must be >= 1, got {num_frames}")
     try:
-        intr = Intrinsics.from_fov(hfov_deg, width, height)
+        intr = dataclasses.replace(Intrinsics.from_fov(hfov_deg, width, height), k1=float(k1))
     except ValueError as exc:
         raise InputError(f"synthetic clip: {exc}") from exc
     scene = build_scene(moving_object=moving_object, textureless_wall=textureless_wall, seed=seed)
     poses = camera_path(num_frames, motion, seed=seed)
-    rays = _pixel_rays(intr.K, width, height, [(0.0, 0.0)])[0]
+    rays = _pixel_rays(intr)
     images = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     depth = np.empty((num_frames, height, width), dtype=np.float32)
     dyn = np.zeros((num_frames, height, width), dtype=bool) if moving_object else None
