@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_mvs.py
 	$(PY) benchmarks/bench_consistency.py
 	$(PY) benchmarks/bench_real.py
+	$(PY) benchmarks/bench_golf.py --picture /tmp/golf_frames.png
 
 clean:
 	rm -rf demo_out .pytest_cache
