@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("input", help="video file (mp4, mov, mkv, webm, ...), image folder, or glob ('dir/*.png')")
     run.add_argument("-o", "--output", required=True, help="output folder")
     run.add_argument("--prior", default="mvs",
-                     help="depth source: mvs (default, no weights), files:DIR, hf:MODEL, onnx:FILE, depthcrafter, "
+                     help="depth source: mvs (default, no weights), files:DIR, hf:MODEL, onnx:FILE, tflite:FILE, depthcrafter, "
                           "combinations such as hf:MODEL+mvs, and refine:SPEC (multi-view refinement of SPEC's depth)")
     run.add_argument("--preset", default="balanced", choices=list(PRESETS))
     run.add_argument("--max-res", type=int, help="long side of the processing resolution (preset default)")
