@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError, require
 from ..types import Frame, PriorOutput
-from ._torch_utils import image_batches
+from ._torch_utils import image_batches, model_outputs
 from .base import DepthPrior, PriorContext, register_prior
 from .spec import option_bool, parse_spec_options
 
@@ -173,11 +173,8 @@ class TFLiteDepthPrior(DepthPrior):
         """Yield one output per frame, in order (float32 at the frame's size)."""
         for first, (image,) in image_batches(frames, 1, "tflite"):
             d = self.depth(image)
-            if self.metric:
-                yield PriorOutput(index=first, values=d, kind="depth", metric=True)
-            else:
-                disp = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0).astype(np.float32)
-                yield PriorOutput(index=first, values=disp, kind="disparity", metric=False)
+            values = d if self.metric else np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0).astype(np.float32)
+            yield from model_outputs(first, [values], self.metric)
 
     def describe(self) -> dict:
         return {
