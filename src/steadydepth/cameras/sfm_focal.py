@@ -62,11 +62,12 @@ def check_distortion(rec):
 
     A SIMPLE_RADIAL ``k`` trades off against the focal: on weakly conditioned clips the mapping
     can settle on a wrong focal with a large ``k`` that compensates it, or (when ``k`` ran away
-    and the mapping was redone with it fixed at 0) lose a real lens distortion. The model is
-    bundle-adjusted with ``k`` free (from its current value) and with ``k`` fixed at 0, focal
-    free, and with ``k`` free and the focal held; of those whose camera is plausible
-    (:func:`_model_ok`) the better fit is kept when it lowers the mean reprojection error by at
-    least ``_DISTORTION_MIN_RISE`` against ``k = 0`` (focal free), else the ``k = 0`` fit.
+    and the mapping was redone with it fixed at 0) lose a real lens distortion. Three bundle
+    adjustments of the model: ``k`` fixed at 0 (focal free), ``k`` free (focal free), ``k`` free
+    with the focal held. Of the two free fits whose camera is plausible (:func:`_model_ok`) the
+    one with the lower error is kept when ``k = 0`` raises the mean reprojection error by at least
+    ``_DISTORTION_MIN_RISE``, else the ``k = 0`` fit. (When :func:`_check_focal` then moves an
+    undetermined focal, its bundle adjustments refine ``k`` again at the new focal.)
     Returns the re-adjusted copy (``rec`` itself for a camera without the term).
     """
     cam = next(iter(rec.cameras.values()))
