@@ -38,6 +38,7 @@ __all__ = [
     "project_points",
     "project_camera_points",
     "scale_K",
+    "invert_valid",
     "resize_depth",
     "resize_keep_invalid",
     "resize_valid_normalised",
@@ -303,6 +304,15 @@ def scale_K(K: np.ndarray, size: tuple[int, int], new_size: tuple[int, int]) -> 
 # exact nearest, values normalised over the valid weights).
 
 
+def invert_valid(values: np.ndarray) -> np.ndarray:
+    """``1 / values`` where ``values`` is finite and positive, 0 (invalid) elsewhere, float32.
+
+    Turns z-depth into disparity and back; invalid pixels stay 0 and never become inf.
+    """
+    valid = np.isfinite(values) & (values > 0)
+    return np.where(valid, 1.0 / np.where(valid, values, 1.0), 0.0).astype(np.float32)
+
+
 def resize_depth(depth: np.ndarray, confidence: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Resize z-depth ``(H, W)`` and its confidence to ``size = (width, height)`` (up or down).
 
@@ -316,7 +326,7 @@ def resize_depth(depth: np.ndarray, confidence: np.ndarray, size: tuple[int, int
     if depth.shape == (h, w):
         return depth.astype(np.float32), confidence.astype(np.float32)
     valid = (depth > 0) & np.isfinite(depth)
-    disp = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32)
+    disp = invert_valid(depth)
     weight = valid.astype(np.float32)
     down = w < depth.shape[1]
     interp = cv2.INTER_AREA if down else cv2.INTER_LINEAR

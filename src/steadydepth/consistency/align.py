@@ -49,7 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError, ReconstructionError
-from ..geometry import sample_at
+from ..geometry import invert_valid, sample_at
 from ..types import Intrinsics
 from .robust import _graph_system, _huber_weights, _robust_affine, _robust_location, _smooth_mask, _solve_fixed
 
@@ -470,4 +470,4 @@ class ClipAligner:
         out = self.apply(index, values)
         if self.kind == "depth":
             return out
-        return np.where(out > 0, 1.0 / np.where(out > 0, out, 1.0), 0.0).astype(np.float32)
+        return invert_valid(out)

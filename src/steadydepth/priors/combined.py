@@ -34,7 +34,7 @@ import numpy as np
 from ..consistency.clip_stage import ClipAlignmentStage
 from ..consistency.fusion import blend_with_geometry
 from ..errors import InputError, ReconstructionError
-from ..geometry import resize_keep_invalid
+from ..geometry import invert_valid, resize_keep_invalid
 from ..types import Frame, PriorOutput
 from .base import DepthPrior, PriorContext, create_prior, register_prior
 from .spec import parse_prior_spec
@@ -133,8 +133,7 @@ class CombinedPrior(DepthPrior):
                 if stage.kind == "disparity":
                     disp = aligned
                 else:
-                    dep = aligned
-                    disp = np.where(dep > 0, 1.0 / np.where(dep > 0, dep, 1.0), 0.0).astype(np.float32)
+                    disp = invert_valid(aligned)
                 if anchored:
                     depth, conf = blend_with_geometry(disp, gd, gc)
                 else:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelError, require
+from ..geometry import invert_valid
 from ..types import Frame, PriorOutput
 from ._torch_utils import image_batches, model_outputs
 from .base import DepthPrior, PriorContext, register_prior
@@ -173,7 +174,7 @@ class TFLiteDepthPrior(DepthPrior):
         """Yield one output per frame, in order (float32 at the frame's size)."""
         for first, (image,) in image_batches(frames, 1, "tflite"):
             d = self.depth(image)
-            values = d if self.metric else np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0).astype(np.float32)
+            values = d if self.metric else invert_valid(d)
             yield from model_outputs(first, [values], self.metric)
 
     def describe(self) -> dict:
