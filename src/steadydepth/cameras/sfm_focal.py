@@ -76,12 +76,13 @@ def check_distortion(rec):
     zero = _adjusted(rec, k=0.0)
     # k free with the focal free, and with the focal held (on forward motion the two trade off
     # and a free pair can run away, e.g. k = 4.7): the plausible fit with the lower error
-    fits = [f for f in (_adjusted(rec), _adjusted(rec, focal=float(cam.params[0]))) if _model_ok(f)]
+    fits = [(f.compute_mean_reprojection_error(), f)
+            for f in (_adjusted(rec), _adjusted(rec, focal=float(cam.params[0]))) if _model_ok(f)]
     if not fits:
         log.info("SfM: a radial distortion term does not fit the keyframes plausibly: k = 0")
         return zero
-    free = min(fits, key=lambda f: f.compute_mean_reprojection_error())
-    rise = zero.compute_mean_reprojection_error() / max(free.compute_mean_reprojection_error(), 1e-12)
+    free_err, free = min(fits, key=lambda fit: fit[0])
+    rise = zero.compute_mean_reprojection_error() / max(free_err, 1e-12)
     k = float(next(iter(free.cameras.values())).params[3])
     if np.isfinite(rise) and rise >= 1.0 + _DISTORTION_MIN_RISE:
         log.info("SfM: radial distortion k=%.4g kept (k = 0 raises the reprojection error by %+.1f %%)",
