@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", dest="json_path", help="also write the metrics as JSON here")
 
     sub.add_parser("priors", parents=[common], help="list the available depth priors")
+    from .web.cli import add_web_commands
+
+    add_web_commands(sub, common)
     return parser
 
 
@@ -155,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             with cli_names():
                 return _cmd_eval(args)
+        if args.command in ("view", "serve"):
+            from .web.cli import run_web_command
+
+            return run_web_command(args)
         if args.command == "priors":
             from .priors import available_priors
 
