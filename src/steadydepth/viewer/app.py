@@ -12,6 +12,8 @@ the frame's image and depth.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import ipaddress
 import logging
 import threading
@@ -50,6 +52,18 @@ def check_host(host: str, what: str) -> None:
                     "(it has no login); the default 127.0.0.1 keeps it to this machine", what, host)
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Send what a library prints to stdout to the debug log instead."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        if buffer.getvalue().strip():
+            log.debug("viser: %s", buffer.getvalue().strip())
+
+
 def _wxyz(R: np.ndarray) -> np.ndarray:
     """Unit quaternion (w, x, y, z) of a rotation matrix."""
     import viser.transforms as vtf
@@ -82,10 +96,13 @@ class ViewerApp:
         self._lock = threading.RLock()
         self._playing = threading.Event()
         self._stop = threading.Event()
-        self.server = viser.ViserServer(host=host, port=port, label="steadydepth", verbose=False)
+        with _quiet():  # viser prints a banner with rich whatever ``verbose`` says; the CLI prints the URL
+            self.server = viser.ViserServer(host=host, port=port, label="steadydepth", verbose=False)
         if self.server.get_port() != port:
             log.warning("port %d is busy; the viewer uses port %d", port, self.server.get_port())
         self.host = host
+        if logging.getLogger("websockets").level == logging.NOTSET:  # its connection lines are not ours to show
+            logging.getLogger("websockets").setLevel(logging.WARNING)
         self._build_scene()
         self._build_gui()
         self.show(0)
@@ -265,7 +282,8 @@ class ViewerApp:
         self._stop.set()
         self._playing.set()
         self._player.join(timeout=2.0)
-        self.server.stop()
+        with _quiet():
+            self.server.stop()
 
 
 def open_viewer(folder: str | Path, *, host: str = "127.0.0.1", port: int = 8080, max_points: int = 40_000,

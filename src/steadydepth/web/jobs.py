@@ -67,9 +67,10 @@ class JobLimits:
     keep_s: float = 3600.0
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_frames", "max_running", "max_queued"):
+        for name, flag in (("max_upload_bytes", "--max-upload-mb"), ("max_frames", "--max-frames"),
+                           ("max_running", "--max-jobs"), ("max_queued", "--max-queued")):
             if int(getattr(self, name)) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"{flag} must be > 0 (JobLimits.{name} >= 1), got {getattr(self, name)}")
         if not self.keep_s > 0:
             raise InputError(f"--keep must be > 0 seconds, got {self.keep_s}")
 
