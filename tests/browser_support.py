@@ -60,7 +60,7 @@ def ensure_chromium() -> tuple[str, str] | str:
     return "apt-get installed chromium but no chromium/chromedriver is on PATH"
 
 
-def start_browser(browser: str, driver: str, *, width: int = 1200, height: int = 800):
+def start_browser(browser: str, driver: str, *, width: int = 1000, height: int = 700):
     """A headless Chromium (selenium WebDriver) with software WebGL."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -125,3 +125,9 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, inter
 def log_reason(reason: str) -> None:
     """Print why the browser tests skip (shown by pytest -rs and on stderr in CI logs)."""
     print(f"browser tests skipped: {reason}", file=sys.stderr)
+
+
+def remote_requests(driver, local: str) -> list[str]:
+    """Resources the page loaded from anywhere but ``local`` (its own origin), data: and blob: URLs."""
+    names = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)") or []
+    return [n for n in names if not (n.startswith(local) or n.startswith("data:") or n.startswith("blob:"))]

@@ -15,21 +15,6 @@ from steadydepth.types import Intrinsics
 from steadydepth.viewer import RunData, grid_stride
 
 
-@pytest.fixture(scope="module")
-def gt_run(tmp_path_factory):
-    """A run folder made of a synthetic clip's exact depth and cameras (its input: the clip's images)."""
-    from steadydepth.synthetic import render_clip, save_clip
-
-    root = tmp_path_factory.mktemp("gt_run")
-    save_clip(render_clip(6, 96, 72, motion="orbit", seed=0), root / "clip", video=False)
-    run = root / "run"
-    shutil.copytree(root / "clip" / "gt", run)
-    images = root / "clip" / "images"
-    (run / "run.json").write_text(json.dumps({"status": "complete", "units": "metres",
-                                              "input": {"kind": "images", "path": str(images), "fps": 12.0}}))
-    return run, images
-
-
 def test_refuses_folders_that_are_not_runs(tmp_path, gt_run):
     with pytest.raises(InputError, match="no such run folder"):
         RunData(tmp_path / "missing")

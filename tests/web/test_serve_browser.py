@@ -53,6 +53,7 @@ def test_upload_runs_and_shows_depth_video_and_3d(tiny_clip, browser, tmp_path):
         assert browser.execute_script("return window.steadydepthView.points") > 1000
         assert bs.non_background_fraction(view, BACKGROUND) > 0.05
 
+        assert bs.remote_requests(browser, app.url.rstrip("/")) == []  # nothing from a CDN
         links = {a.text.split(" ")[0]: a.get_attribute("href") for a in browser.find_elements("css selector", "#downloads a")}
         assert {"depth.npz", "depth_png16.zip", "cameras.json", "depth_vis.mp4"} <= set(links), links
         with urllib.request.urlopen(links["depth_png16.zip"]) as r:

@@ -52,5 +52,6 @@ def test_viewer_draws_points_and_slider_changes_them(tiny_run, browser, tmp_path
         last = bs.wait_until(changed, 20, "the picture to change after the slider moved")
         bs.save_png(last, tmp_path / "view_frame_last.png")
         assert bs.non_background_fraction(last, BACKGROUND) > 0.3
+        assert bs.remote_requests(browser, app.url.rstrip("/")) == []  # the client is served from the package
     finally:
         app.close()
