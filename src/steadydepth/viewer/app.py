@@ -64,6 +64,23 @@ def _quiet():
             log.debug("viser: %s", buffer.getvalue().strip())
 
 
+def _undo_root_rotation(glb: bytes) -> tuple[float, float, float, float]:
+    """The inverse (w, x, y, z) of the rotation of a GLB's single root node (identity when it has none)."""
+    import json
+    import struct
+
+    try:
+        magic, _version, _length, chunk_len, chunk_type = struct.unpack("<4sIIII", glb[:20])
+        if magic != b"glTF" or chunk_type != 0x4E4F534A:  # "JSON"
+            return (1.0, 0.0, 0.0, 0.0)
+        doc = json.loads(glb[20:20 + chunk_len])
+        roots = doc["scenes"][doc.get("scene", 0)]["nodes"]
+        x, y, z, w = doc["nodes"][roots[0]].get("rotation", (0.0, 0.0, 0.0, 1.0)) if len(roots) == 1 else (0, 0, 0, 1)
+    except (struct.error, ValueError, KeyError, IndexError, TypeError):
+        return (1.0, 0.0, 0.0, 0.0)
+    return (float(w), -float(x), -float(y), -float(z))
+
+
 def _wxyz(R: np.ndarray) -> np.ndarray:
     """Unit quaternion (w, x, y, z) of a rotation matrix."""
     import viser.transforms as vtf
@@ -160,12 +177,16 @@ class ViewerApp:
         scene = self.server.scene
         try:
             if "scene.glb" in files:
-                return scene.add_glb("/scene", files["scene.glb"].read_bytes(), visible=False)
+                data = files["scene.glb"].read_bytes()
+                # glTF is y-up: a GLB made from the run's OpenCV world turns it with its root node's rotation;
+                # the viewer's world is the run's own, so that turn is undone here
+                return scene.add_glb("/scene", data, wxyz=_undo_root_rotation(data), visible=False,
+                                     cast_shadow=False, receive_shadow=False)
             if "scene.ply" in files:
                 trimesh = require("trimesh", "viewer", "showing scene.ply")
                 mesh = trimesh.load(files["scene.ply"], force="mesh")
                 if len(getattr(mesh, "faces", [])):
-                    return scene.add_mesh_trimesh("/scene", mesh, visible=False)
+                    return scene.add_mesh_trimesh("/scene", mesh, visible=False, cast_shadow=False, receive_shadow=False)
             if "scene_points.ply" in files:
                 from ..io.ply import read_ply
 
