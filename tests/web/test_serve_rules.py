@@ -115,3 +115,28 @@ def test_hosts_and_command_line_errors(caplog, capsys, tmp_path):
     assert "--port must be in 0..65535" in capsys.readouterr().err
     assert main(["serve", "--max-jobs", "0", "--port", "0"]) == 2
     assert "--max-jobs must be > 0" in capsys.readouterr().err
+
+
+def test_serve_command_prints_its_url_and_stops_cleanly_on_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import steadydepth
+
+    env = dict(os.environ, PYTHONPATH=str(Path(steadydepth.__file__).parents[1]))
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from steadydepth.cli import main; sys.exit(main())",
+                             "serve", "--port", "0", "--jobs-dir", str(tmp_path / "jobs")],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stderr.readline()
+        assert line.startswith("steadydepth serve: open http://127.0.0.1:"), line
+        url = line.split("open ", 1)[1].split(" ", 1)[0]
+        assert _get(url)[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -53,3 +53,21 @@ def test_missing_viser_is_a_dependency_error(gt_run, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "viser", None)  # import viser now raises ImportError
     assert main(["view", str(gt_run[0])]) == 4
     assert "pip install 'steadydepth[viewer]'" in capsys.readouterr().err
+
+
+def test_a_glb_root_turn_is_undone():
+    import json
+    import struct
+
+    from steadydepth.viewer.app import _undo_root_rotation
+
+    def glb(doc: dict) -> bytes:
+        text = json.dumps(doc).encode()
+        text += b" " * (-len(text) % 4)
+        return struct.pack("<4sIIII", b"glTF", 2, 20 + len(text), len(text), 0x4E4F534A) + text
+
+    turned = {"scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0, "rotation": [1.0, 0.0, 0.0, 0.0]}]}
+    assert _undo_root_rotation(glb(turned)) == (0.0, -1.0, -0.0, -0.0)  # 180 deg about x, undone
+    plain = {"scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}]}
+    assert _undo_root_rotation(glb(plain)) == (1.0, -0.0, -0.0, -0.0)
+    assert _undo_root_rotation(b"not a glb at all....") == (1.0, 0.0, 0.0, 0.0)

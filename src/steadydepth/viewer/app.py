@@ -113,13 +113,13 @@ class ViewerApp:
         self._lock = threading.RLock()
         self._playing = threading.Event()
         self._stop = threading.Event()
-        with _quiet():  # viser prints a banner with rich whatever ``verbose`` says; the CLI prints the URL
-            self.server = viser.ViserServer(host=host, port=port, label="steadydepth", verbose=False)
-        if self.server.get_port() != port:
-            log.warning("port %d is busy; the viewer uses port %d", port, self.server.get_port())
-        self.host = host
         if logging.getLogger("websockets").level == logging.NOTSET:  # its connection lines are not ours to show
             logging.getLogger("websockets").setLevel(logging.WARNING)
+        with _quiet():  # viser prints a banner with rich whatever ``verbose`` says; the CLI prints the URL
+            self.server = viser.ViserServer(host=host, port=port, label="steadydepth", verbose=False)
+        if port and self.server.get_port() != port:
+            log.warning("port %d is busy; the viewer uses port %d", port, self.server.get_port())
+        self.host = host
         self._build_scene()
         self._build_gui()
         self.show(0)
