@@ -64,6 +64,13 @@ def test_only_server_made_names_reach_the_disk(server):
                  "static/../jobs.py", "static/server.py", "api/jobs/0123456789ABCDEF"):
         status, _ = _get(app.url + path)
         assert status == 404, path
+    foreign = urllib.request.Request(app.url, headers={"Host": "evil.example:80"})
+    with pytest.raises(urllib.error.HTTPError, match="403"):
+        urllib.request.urlopen(foreign)
+    cross = urllib.request.Request(app.url + "api/example", data=b"", method="POST",
+                                   headers={"Origin": "http://evil.example"})
+    with pytest.raises(urllib.error.HTTPError, match="403"):
+        urllib.request.urlopen(cross)
     status, page = _get(app.url)
     assert status == 200 and b"/static/app.js" in page and b"http" not in page.replace(b"http-equiv", b"")  # nothing remote
 

@@ -157,8 +157,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
                 left -= len(chunk)
 
+    def _refused(self, *, posting: bool = False) -> bool:
+        """Answer 403 to a request with a foreign ``Host`` while bound to loopback (DNS rebinding),
+        or, for a POST, an ``Origin`` that is not this server (another site's page sending a clip)."""
+        from ..viewer.app import is_loopback
+
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+        if is_loopback(self.app.host) and not is_loopback(host or "localhost"):
+            self._error(HTTPStatus.FORBIDDEN, f"this server answers to 127.0.0.1/localhost only, not {host!r}")
+            return True
+        origin = self.headers.get("Origin")
+        if posting and origin and origin.split("://", 1)[-1] != self.headers.get("Host"):
+            self._error(HTTPStatus.FORBIDDEN, "uploads are accepted from this server's own page only")
+            return True
+        return False
+
     # -- routes -----------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        if self._refused():
+            return
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
             return self._file(STATIC / "index.html", STATIC_FILES["index.html"])
@@ -186,6 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._file(file, CONTENT_TYPES.get(file.suffix, "application/octet-stream"), download_name=attach)
 
     def do_POST(self) -> None:  # noqa: N802
+        if self._refused(posting=True):
+            self.close_connection = True
+            return
         path = self.path.split("?", 1)[0]
         if path == "/api/example":
             self._drain()
