@@ -19,13 +19,13 @@ stage: cameras, depth, align).
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import secrets
 import shutil
 import threading
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,7 +161,13 @@ class JobManager:
         self._order: list[str] = []  # queued job ids, oldest first
         self._lock = threading.Lock()
         self._by_thread: dict[int, Job] = {}
-        self._pool = ThreadPoolExecutor(max_workers=self.limits.max_running, thread_name_prefix="steadydepth-job")
+        # daemon workers (not a ThreadPoolExecutor, whose threads the interpreter waits for at exit):
+        # stopping the server does not wait for a running clip
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._workers = [threading.Thread(target=self._work, name=f"steadydepth-job-{k}", daemon=True)
+                         for k in range(self.limits.max_running)]
+        for worker in self._workers:
+            worker.start()
         self._stage_log = _StageLog(self)
         logging.getLogger("steadydepth.progress").addHandler(self._stage_log)
         self._stop = threading.Event()
@@ -180,16 +186,20 @@ class JobManager:
             except FileExistsError:  # pragma: no cover - 64 random bits
                 continue
 
+    def check_room(self) -> None:
+        """Raise :class:`QueueFull` when ``max_queued`` jobs are already waiting (checked before an upload is read)."""
+        with self._lock:
+            waiting = sum(1 for j in self.jobs.values() if j.state == "queued")
+        if waiting >= self.limits.max_queued:
+            raise QueueFull(f"{waiting} clips are already waiting (at most {self.limits.max_queued}); "
+                            "try again when one has finished")
+
     def submit(self, job_id: str, folder: Path) -> Job:
         """Check the clip in ``folder/input.video`` and queue its run; the folder is removed when refused."""
         from ..io.frames import open_source
 
         try:
-            with self._lock:
-                waiting = sum(1 for j in self.jobs.values() if j.state == "queued")
-                if waiting >= self.limits.max_queued:
-                    raise QueueFull(f"{waiting} clips are already waiting (at most {self.limits.max_queued}); "
-                                    "try again when one has finished")
+            self.check_room()
             try:
                 source = open_source(folder / INPUT_NAME)
                 count = source.num_frames
@@ -210,11 +220,18 @@ class JobManager:
         with self._lock:
             self.jobs[job_id] = job
             self._order.append(job_id)
-        self._pool.submit(self._run, job)
+        self._queue.put(job)
         log.info("job %s: %d frames queued", job_id, count)
         return job
 
     # -- running ----------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            self._run(job)
+
     def _run(self, job: Job) -> None:
         from ..pipeline import estimate
 
@@ -295,7 +312,8 @@ class JobManager:
 
     def close(self) -> None:
         self._stop.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in self._workers:
+            self._queue.put(None)
         logging.getLogger("steadydepth.progress").removeHandler(self._stage_log)
 
 

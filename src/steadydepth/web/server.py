@@ -209,6 +209,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/api/example":
             self._drain()
+            try:
+                self.app.jobs.check_room()
+            except QueueFull as exc:
+                return self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
             job_id, folder = self.app.jobs.new_folder()
             shutil.copyfile(self.app.example_clip(), folder / INPUT_NAME)
             return self._submit(job_id, folder)
@@ -226,6 +230,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                f"the clip is {length / 1e6:.1f} MB; this server takes at most {limit / 1e6:.1f} MB "
                                "(--max-upload-mb)")
+        try:
+            self.app.jobs.check_room()
+        except QueueFull as exc:
+            self.close_connection = True  # the body is not read
+            return self._error(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
         job_id, folder = self.app.jobs.new_folder()
         try:
             with (folder / INPUT_NAME).open("wb") as fh:
