@@ -23,6 +23,7 @@ import numpy as np
 from . import __version__
 from .cameras.lens import RadialLens, lens_for
 from .consistency.clip_stage import ClipAlignmentStage
+from .consistency.sparse_check import SparseAgreement
 from .consistency.temporal import TemporalFusion, TemporalSettings
 from .errors import InputError, NoDepthError, ReconstructionError
 from .geometry import resize_depth
@@ -145,8 +146,11 @@ class _DepthWriter:
         self.hint_applied = False
         self.metric: bool | None = None
         self.lens: RadialLens | None = None
+        self.sparse_check: SparseAgreement | None = None  # depth in the cameras' units, on their pinhole grid
 
     def write(self, depth: np.ndarray, conf: np.ndarray) -> None:
+        if self.sparse_check is not None:
+            self.sparse_check.add(self.count, depth)
         if self.lens is not None:
             depth, conf = self.lens.distort_depth(depth, conf)
         if self.hint is not None and self.hint[0] == "depth" and not self.hint_applied and (depth > 0).any():
@@ -262,6 +266,8 @@ def estimate(
         images = _ImageStash(out.work_dir / "images")  # images the prior has read but not yet answered
         writer = _DepthWriter(out, opts, hint, scale, units, (out_w, out_h))
         writer.lens = frames.lens
+        if prior.needs_cameras:  # such priors give depth in the cameras' units
+            writer.sparse_check = SparseAgreement.for_cameras(cameras)
         stage: ClipAlignmentStage | None = None  # relative frames waiting for the clip alignment
 
         fusion = _temporal_fusion(prior, cameras, opts, (proc_w, proc_h))
@@ -292,6 +298,7 @@ def estimate(
             for fused in fusion.flush():
                 writer.write(*fused)
         if stage is not None:
+            writer.sparse_check = None  # the clip alignment's gauge is not the cameras'
             t1 = time.perf_counter()
             stage.solve()
             with Progress("align", stage.count, bar=opts.progress_bar) as bar:
@@ -312,6 +319,9 @@ def estimate(
                    else f"the '{prior.name}' prior gave no valid depth in any frame")
             raise NoDepthError(f"{source.path}: no depth could be recovered: {why} "
                                "(the per-frame files hold depth 0 = invalid)")
+        geometry_check = writer.sparse_check.summary() if writer.sparse_check is not None else None
+        if writer.sparse_check is not None and writer.sparse_check.warning():
+            warnings.append(writer.sparse_check.warning())
         if clipped:
             warnings.append(f"png16: {clipped} pixels beyond {65535 / opts.png_scale:.1f} units were clipped")
 
@@ -340,6 +350,7 @@ def estimate(
             "output_size": [out_w, out_h],
             "units": units,
             "metric_scale_applied": scale,
+            "geometry_check": geometry_check,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "frames_per_second": round(count / timings["total"], 3) if timings["total"] > 0 else None,
             "peak_memory_mb": peak_memory_mb(),
