@@ -46,20 +46,6 @@ _PUBLISHED = {
 }
 
 
-@pytest.fixture(scope="module")
-def vda_checkpoint(tmp_path_factory):
-    """A random ViT-S Video Depth Anything saved as the published file (torch.save of the state dict)."""
-    from steadydepth.priors._vda_model import VideoDepthAnything
-
-    torch.manual_seed(0)
-    model = VideoDepthAnything("vits").eval()
-    with torch.no_grad():  # a positive last bias: random maps of order 1 that vary, not all 0 after the ReLU
-        model.head.scratch.output_conv2[2].bias.fill_(0.5)
-    folder = tmp_path_factory.mktemp("vda")
-    torch.save(model.state_dict(), folder / "video_depth_anything_vits.pth")
-    return folder
-
-
 def test_layout_has_the_published_names_and_shapes():
     from steadydepth.priors._vda_model import VideoDepthAnything
 

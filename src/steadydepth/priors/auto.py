@@ -7,8 +7,8 @@ Resolution, in this order and without waiting:
    (``model_dir`` / ``$STEADYDEPTH_MODELS`` / the Hugging Face cache,
    :func:`~steadydepth.priors.catalog.find_local`) -> ``MODEL:LOCATION+mvs``;
 2. else, when downloading is allowed (no ``--no-download`` / ``download=0``, no
-   ``STEADYDEPTH_NO_DOWNLOAD=1``, no ``HF_HUB_OFFLINE=1``) and the Hub answers one TCP probe
-   within 1 s, the recommended (first) candidate is downloaded into the Hugging Face cache;
+   ``STEADYDEPTH_NO_DOWNLOAD=1``, no ``HF_HUB_OFFLINE=1``) and the Hub answers one request
+   for the model within 1 s, the recommended (first) candidate is downloaded into the Hugging Face cache;
 3. else ``mvs``, with ONE log line saying which model would help and the command that gets it.
 
 A candidate that is found but fails to load (a broken file, a missing optional package)
@@ -84,7 +84,7 @@ def resolve_auto(model_dir: str | None = None, download: bool | None = None,
     best = candidates[0]
     why_not = download_disabled(download)
     if why_not is None:
-        why_not = hub_reachable()
+        why_not = hub_reachable(best.repo)
         if why_not is not None:
             why_not = f"the Hugging Face Hub cannot be reached ({why_not})"
     if why_not is None:

@@ -12,7 +12,7 @@ In a model folder an entry is found as ``DIR/<folder>/<file>`` (what ``hf downlo
 
 Downloading is off when ``--no-download``, ``STEADYDEPTH_NO_DOWNLOAD=1``, ``HF_HUB_OFFLINE=1``
 (or ``TRANSFORMERS_OFFLINE=1``) is given, and otherwise only tried after a quick TCP probe of
-the Hub (:func:`hub_reachable`, one attempt, 1 s timeout: no retries, no multi-minute waits).
+the Hub (:func:`hub_reachable`, one request, 1 s timeout: no retries, no multi-minute waits).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._torch_utils import _hub_unreachable, hub_offline
+from ._torch_utils import hub_offline
 
 __all__ = ["ModelEntry", "MODELS", "AUTO_CANDIDATES", "find_local", "download_disabled", "hub_reachable",
            "models_dirs", "format_listing"]
@@ -175,9 +175,33 @@ def download_disabled(download: bool | None = None) -> str | None:
     return None
 
 
-def hub_reachable(timeout_s: float = 1.0) -> str | None:
-    """None when the Hub accepts a TCP connection within ``timeout_s`` (one try); else why not."""
-    return _hub_unreachable(timeout_s)
+def hub_reachable(repo: str, timeout_s: float = 1.0) -> str | None:
+    """None when the Hub answers for ``repo`` within ``timeout_s`` (one request, no retries); else why not.
+
+    A TCP connection is not proof (an intercepting proxy accepts every one): the probe asks
+    ``ENDPOINT/api/models/REPO`` and wants HTTP 200 with a JSON body naming the repository."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        import huggingface_hub.constants as c
+
+        endpoint = os.environ.get("HF_ENDPOINT") or c.ENDPOINT
+    except ImportError:  # pragma: no cover
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = f"{endpoint.rstrip('/')}/api/models/{repo}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - a fixed https/http endpoint
+            body = json.loads(resp.read(1 << 20).decode("utf-8", "replace"))
+    except urllib.error.HTTPError as exc:
+        return f"{url}: HTTP {exc.code}"
+    except (OSError, ValueError) as exc:  # URLError, timeouts, not JSON
+        reason = getattr(exc, "reason", exc)
+        return f"{url}: {reason}"
+    if not isinstance(body, dict) or repo not in (body.get("id"), body.get("modelId")):
+        return f"{url}: the answer is not the Hub's"
+    return None
 
 
 def format_listing(model_dir: str | os.PathLike | None = None) -> str:
