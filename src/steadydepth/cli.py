@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             from .priors import available_priors
             from .priors.catalog import format_listing
 
-            print("priors: " + ", ".join(available_priors()))
-            print("\nlearned models:")
+            print("\n".join(available_priors()))
+            print("\nlearned models (--prior auto picks the first auto candidate on disk):")
             print(format_listing(args.model_dir))
             return 0
         raise InputError(f"unknown command {args.command}")

@@ -113,7 +113,7 @@ def test_priors_listing_says_licence_size_outputs_command_and_presence(no_weight
     shutil.copy(vda_checkpoint / "video_depth_anything_vits.pth", no_weights)
     assert main(["priors"]) == 0
     text = capsys.readouterr().out
-    assert "auto" in text.splitlines()[0] and "vda" in text.splitlines()[0]
+    assert {"auto", "vda", "mvs"} <= set(text.split("learned models")[0].split())
     block = text[text.index("vda-small:"):text.index("da2-small:")]
     assert "Apache-2.0" in block and "MB" in block and "video-consistent" in block
     assert f"present (model folder {no_weights})" in block
