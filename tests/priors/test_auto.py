@@ -122,3 +122,68 @@ def test_priors_listing_says_licence_size_outputs_command_and_presence(no_weight
     da = text[text.index("da2-small:"):text.index("vda-small-metric:")]
     assert "not on disk" in da and "hf download depth-anything/Depth-Anything-V2-Small-hf" in da
     assert "CC-BY-NC-4.0" in text  # the larger Video Depth Anything models are non-commercial
+
+
+@pytest.fixture
+def local_hub(vda_checkpoint, monkeypatch):
+    """A Hub on 127.0.0.1 that knows one repository: Video Depth Anything Small (the random checkpoint)."""
+    import hashlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    repo = "depth-anything/Video-Depth-Anything-Small"
+    data = (vda_checkpoint / "video_depth_anything_vits.pth").read_bytes()
+    etag = hashlib.sha256(data).hexdigest()
+    requests: list[str] = []
+
+    class Hub(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _answer(self, body: bytes | None, ctype: str = "application/octet-stream") -> None:
+            requests.append(f"{self.command} {self.path}")
+            if body is None:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", f'"{etag}"')
+            self.send_header("X-Repo-Commit", "a" * 40)
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+
+        def _route(self) -> None:
+            if self.path == f"/api/models/{repo}":
+                self._answer(json.dumps({"id": repo}).encode(), "application/json")
+            elif self.path == f"/{repo}/resolve/main/video_depth_anything_vits.pth":
+                self._answer(data)
+            else:
+                self._answer(None)
+
+        do_GET = do_HEAD = _route
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.delenv("STEADYDEPTH_NO_DOWNLOAD", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_downloads_the_recommended_model_when_the_hub_answers(no_weights, local_hub, tmp_path):
+    prior = create_prior("auto")
+    auto = prior.describe()["auto"]
+    assert auto["model"] == "vda-small" and "downloaded from the Hugging Face Hub" in auto["reason"]
+    cached = auto["chosen"].removeprefix("vda:").removesuffix("+mvs")
+    assert cached.startswith(str(tmp_path / "hf-cache")) and cached.endswith("video_depth_anything_vits.pth")
+    assert prior.parts[0].name == "vda" and prior.parts[0].encoder == "vits"
+    assert any(r.startswith("GET /api/models/") for r in local_hub)
+    # the next run finds it in the cache: no request at all
+    local_hub.clear()
+    again = create_prior("auto").describe()["auto"]
+    assert "Hugging Face cache" in again["reason"] and local_hub == []

@@ -28,7 +28,9 @@ import time
 
 from ..errors import DependencyError, InputError, ModelError
 from .base import DepthPrior, create_prior, register_prior
-from .catalog import AUTO_CANDIDATES, download_disabled, entry, find_local, hub_reachable, models_dirs
+from .catalog import (
+    AUTO_CANDIDATES, download_disabled, entry, find_local, hf_cache_dir, hub_endpoint, hub_reachable, models_dirs,
+)
 from .spec import option_bool, parse_spec_options
 
 __all__ = ["resolve_auto", "AutoChoice"]
@@ -47,12 +49,14 @@ class AutoChoice(dict):
 
 
 def _download(model) -> str:
-    """Fetch ``model`` into the Hugging Face cache (one attempt); returns what its prior takes."""
+    """Fetch ``model`` into the Hugging Face cache from the endpoint the probe asked (one attempt);
+    returns what its prior takes (the file, or the snapshot folder)."""
     from huggingface_hub import hf_hub_download, snapshot_download
 
+    where = {"endpoint": hub_endpoint(), "cache_dir": hf_cache_dir()}
     if model.single_file:
-        return hf_hub_download(model.repo, model.filename)
-    return snapshot_download(model.repo, allow_patterns=list(model.required()))
+        return hf_hub_download(model.repo, model.filename, **where)
+    return snapshot_download(model.repo, allow_patterns=list(model.required()), **where)
 
 
 def resolve_auto(model_dir: str | None = None, download: bool | None = None,

@@ -25,7 +25,7 @@ from pathlib import Path
 from ._torch_utils import hub_offline
 
 __all__ = ["ModelEntry", "MODELS", "AUTO_CANDIDATES", "find_local", "download_disabled", "hub_reachable",
-           "models_dirs", "format_listing"]
+           "hub_endpoint", "hf_cache_dir", "models_dirs", "format_listing"]
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,22 @@ def download_disabled(download: bool | None = None) -> str | None:
     return None
 
 
+def hub_endpoint() -> str:
+    """The Hub's address: ``$HF_ENDPOINT`` (read now, not at import) or huggingface_hub's default."""
+    try:
+        import huggingface_hub.constants as c
+
+        endpoint = os.environ.get("HF_ENDPOINT") or c.ENDPOINT
+    except ImportError:  # pragma: no cover
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return endpoint.rstrip("/")
+
+
+def hf_cache_dir() -> str | None:
+    """The Hugging Face cache: ``$HF_HUB_CACHE`` (read now) or huggingface_hub's default."""
+    return _hf_cache_dir()
+
+
 def hub_reachable(repo: str, timeout_s: float = 1.0) -> str | None:
     """None when the Hub answers for ``repo`` within ``timeout_s`` (one request, no retries); else why not.
 
@@ -184,13 +200,7 @@ def hub_reachable(repo: str, timeout_s: float = 1.0) -> str | None:
     import urllib.error
     import urllib.request
 
-    try:
-        import huggingface_hub.constants as c
-
-        endpoint = os.environ.get("HF_ENDPOINT") or c.ENDPOINT
-    except ImportError:  # pragma: no cover
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = f"{endpoint.rstrip('/')}/api/models/{repo}"
+    url = f"{hub_endpoint()}/api/models/{repo}"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - a fixed https/http endpoint
             body = json.loads(resp.read(1 << 20).decode("utf-8", "replace"))
