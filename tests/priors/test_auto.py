@@ -80,6 +80,7 @@ def test_unreachable_hub_falls_back_within_two_seconds(no_weights, monkeypatch, 
     assert "--no-download" in prior.describe()["auto"]["reason"] and time.perf_counter() - t0 < 2.0
 
 
+@pytest.mark.slow
 def test_picks_the_model_in_the_models_folder_and_records_it(no_weights, tiny_da, vda_checkpoint, clip, tmp_path,
                                                               caplog):
     folder, _, _ = tiny_da(metric=False)

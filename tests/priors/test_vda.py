@@ -126,3 +126,27 @@ def test_vda_through_the_pipeline_alone_and_fused(vda_checkpoint, tmp_path):
             depth = z["depth"]
         assert depth.shape == (12, 180, 240)
         assert np.isfinite(depth).all() and (depth > 0).mean() > 0.5
+
+
+def test_metric_checkpoint_gives_metric_depth(vda_checkpoint, tmp_path):
+    """A ``metric_`` file is read as metric depth (metres): windows stitched in inverse depth."""
+    import shutil
+
+    metric = tmp_path / "metric_video_depth_anything_vits.pth"
+    shutil.copy(vda_checkpoint / "video_depth_anything_vits.pth", metric)
+    prior = create_prior(f"vda:{metric}?window=6&overlap=2&context=1&input_size=14")
+    assert prior.metric and prior.describe()["kind"] == "depth"
+    rng = np.random.default_rng(0)
+    frames = [Frame(i, rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)) for i in range(9)]
+    outs = list(prior.process(iter(frames), PriorContext()))
+    assert len(outs) == 9 and prior.windows_run == 2
+    assert all(o.kind == "depth" and o.metric and o.values.shape == (20, 30) for o in outs)
+    values = np.stack([o.values for o in outs])
+    assert np.isfinite(values).all() and (values > 0).mean() > 0.9
+    # the same network output read as relative is disparity; the first window fixes the gauge in both
+    # readings, so its frames keep the network's numbers (metres there, disparity here)
+    rel = create_prior(f"vda:{metric}?window=6&overlap=2&context=1&input_size=14&metric=0")
+    assert not rel.metric
+    first = next(iter(rel.process(iter(frames), PriorContext())))
+    assert first.kind == "disparity"
+    np.testing.assert_allclose(values[0], first.values, rtol=1e-4)
