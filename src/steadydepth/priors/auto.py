@@ -9,7 +9,8 @@ Resolution, in this order and without waiting:
 2. else, when downloading is allowed (no ``--no-download`` / ``download=0``, no
    ``STEADYDEPTH_NO_DOWNLOAD=1``, no ``HF_HUB_OFFLINE=1``) and the Hub answers one request
    for the model within 1 s, the recommended (first) candidate is downloaded into the Hugging Face cache;
-3. else ``mvs``, with ONE log line saying which model would help and the command that gets it.
+3. else ``mvs``, with ONE log line (INFO: shown by default, not under ``--quiet``) saying which
+   model would help and the command that gets it.
 
 A candidate that is found but fails to load (a broken file, a missing optional package)
 is reported in one warning and the next step is taken. The chosen prior is returned as is
@@ -107,7 +108,8 @@ def resolve_auto(model_dir: str | None = None, download: bool | None = None,
     dirs = models_dirs(model_dir)
     first_dir = dirs[0] if dirs else None
     reason = (f"no learned model on disk and {why_not}: using the weight-free '{geometry}' prior")
-    log.warning("auto prior: %s. A video depth model would help on low-texture and still shots: get %s (%s, %s) with "
+    # INFO, not a warning: offline without weights is a normal state (shown by default, not under --quiet)
+    log.info("auto prior: %s. A video depth model would help on low-texture and still shots: get %s (%s, %s) with "
                 "`%s` (or run `steadydepth priors`)", reason, best.title, best.licence, best.size, best.command(first_dir))
     return _finish((prior, AutoChoice(chosen=geometry, model=None, reason=reason)), tried, t0)
 
