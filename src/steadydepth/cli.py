@@ -52,9 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=exit_codes_help())
     run.add_argument("input", help="video file (mp4, mov, mkv, webm, ...), image folder, or glob ('dir/*.png')")
     run.add_argument("-o", "--output", required=True, help="output folder")
-    run.add_argument("--prior", default="mvs",
-                     help="depth source: mvs (default, no weights), files:DIR, hf:MODEL, onnx:FILE, tflite:FILE, depthcrafter, "
-                          "combinations such as hf:MODEL+mvs, and refine:SPEC (multi-view refinement of SPEC's depth)")
+    run.add_argument("--prior", default="auto",
+                     help="depth source: auto (default: a learned video model fused with mvs when its weights are on "
+                          "disk or can be downloaded, else mvs; see `steadydepth priors`), mvs (no weights), files:DIR, "
+                          "hf:MODEL, vda:FILE, onnx:FILE, tflite:FILE, depthcrafter, combinations such as hf:MODEL+mvs, "
+                          "and refine:SPEC (multi-view refinement of SPEC's depth)")
+    run.add_argument("--model-dir", help="folder of model weights searched before $STEADYDEPTH_MODELS and the "
+                                         "Hugging Face cache (--prior auto, vda)")
+    run.add_argument("--no-download", action="store_true",
+                     help="never download model weights (as STEADYDEPTH_NO_DOWNLOAD=1)")
     run.add_argument("--preset", default="balanced", choices=list(PRESETS))
     run.add_argument("--max-res", type=int, help="long side of the processing resolution (preset default)")
     run.add_argument("--temporal-radius", type=int,
@@ -88,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-depth", type=float, help="ignore ground truth beyond this depth (dataset default)")
     ev.add_argument("--json", dest="json_path", help="also write the metrics as JSON here")
 
-    sub.add_parser("priors", parents=[common], help="list the available depth priors")
+    pri = sub.add_parser("priors", parents=[common], help="list the depth priors and the learned models (licence, "
+                                                           "size, outputs, how to get them, which are on disk)")
+    pri.add_argument("--model-dir", help="also look for weights in this folder")
     return parser
 
 
@@ -104,6 +112,12 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import estimate
+
+    if args.model_dir:  # read by the model catalogue (priors.catalog) for this run
+        os.environ["STEADYDEPTH_MODELS"] = os.pathsep.join(filter(None, [args.model_dir,
+                                                                         os.environ.get("STEADYDEPTH_MODELS")]))
+    if args.no_download:
+        os.environ["STEADYDEPTH_NO_DOWNLOAD"] = "1"
 
     intr = None
     if args.intrinsics is not None:
@@ -157,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
                 return _cmd_eval(args)
         if args.command == "priors":
             from .priors import available_priors
+            from .priors.catalog import format_listing
 
             print("\n".join(available_priors()))
+            print("\nlearned models (--prior auto picks the first auto candidate on disk):")
+            print(format_listing(args.model_dir))
             return 0
         raise InputError(f"unknown command {args.command}")
     except SteadyDepthError as exc:
