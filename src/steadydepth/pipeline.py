@@ -243,7 +243,8 @@ def estimate(
     ``options`` (or keyword overrides of :class:`~steadydepth.options.RunOptions` fields)
     choose the prior, preset, frame range and outputs. Every option and the input are
     checked before the output folder is touched; a run it replaces (``overwrite``) is put
-    back if this one fails before its first frame. Results go to ``output_dir`` as they
+    back if this one fails before its first frame. An interrupted run of the same input and
+    options in ``output_dir`` is continued (:mod:`steadydepth.resume`). Results go to ``output_dir`` as they
     finish; the returned :class:`DepthVideo` reads them back lazily. With ``output_dir=None``
     they go to a temporary folder that is removed when the run fails or when the returned
     :class:`DepthVideo` is garbage-collected (``DepthVideo.save`` keeps a copy).
