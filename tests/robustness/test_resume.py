@@ -178,3 +178,12 @@ def test_outputs_finished_before_the_interruption_are_not_written_again(tmp_path
     assert "8 of 8 frames finished" in line and "depth done" in line and "already written: cameras, depth.npz" in line
     assert (out / "depth.npz").stat().st_mtime_ns == npz and (out / "depth_vis.mp4").exists()
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_resumed_run_keeps_the_scale_the_finished_frames_were_written_with(tmp_path, monkeypatch):
+    args, out = _interrupted_run(tmp_path, monkeypatch, "--metric-hint", "depth=2")
+    assert main(args) == 0
+    assert main(args[:3] + [str(tmp_path / "fresh")] + args[4:]) == 0
+    with np.load(out / "depth.npz") as a, np.load(tmp_path / "fresh" / "depth.npz") as b:
+        np.testing.assert_array_equal(a["depth"], b["depth"])
+        assert str(a["units"]) == "metres"
