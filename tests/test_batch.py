@@ -81,3 +81,18 @@ def test_batch_on_a_local_ray_with_two_cpus(clips, tmp_path, capfd):
     assert json.loads((out / "batch.json").read_text())["counts"]["complete"] == 2
     err = capfd.readouterr().err
     assert "ray" not in err.lower(), err  # Ray's own logs stay off the terminal
+
+
+def test_batch_on_ray_without_ray_installed_says_which_extra(clips, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    rc = main(["batch", str(clips / "list.txt"), "-o", str(tmp_path / "out"), "--ray", *ARGS])
+    assert rc == 4
+    assert "steadydepth[ray]" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_batch_refuses_bad_options_before_any_clip(clips, tmp_path, capsys):
+    assert main(["batch", str(clips / "list.txt"), "-o", str(tmp_path / "out"), "--stride", "0", *ARGS]) == 2
+    assert "--stride 0" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -203,6 +203,7 @@ def run_batch(inputs: Sequence[str | Path], outdir: str | Path, options: RunOpti
     outdir = Path(outdir).expanduser()
     clips = collect_clips(inputs)
     names = clip_names(clips)
+    ray = require("ray", "ray", "steadydepth batch --ray") if use_ray or address else None
     _prepare_outdir(outdir)
     opts = {**checked.to_dict(), "progress_bar": options.progress_bar and not (use_ray or address)}
     opts.pop("intrinsics")
@@ -211,16 +212,16 @@ def run_batch(inputs: Sequence[str | Path], outdir: str | Path, options: RunOpti
     batch.write("running")
     log.info("batch: %d clip(s) into %s%s", len(clips), outdir, " on Ray" if use_ray or address else "")
     try:
-        if use_ray or address:
-            _run_on_ray(records, opts, batch, address=address, num_cpus=num_cpus, cpus_per_clip=cpus_per_clip)
+        if ray is not None:
+            _run_on_ray(ray, records, opts, batch, address=address, num_cpus=num_cpus, cpus_per_clip=cpus_per_clip)
         else:
             for i, record in enumerate(records):
                 log.info("batch: clip %d/%d: %s -> %s", i + 1, len(records), record["input"], record["output"])
                 records[i] = run_clip(record["input"], record["output"], opts)
                 _report(records[i])
                 batch.write("running")
-    except BaseException:
-        batch.write("interrupted")
+    except BaseException as exc:
+        batch.write("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
     batch.write("complete")
     failed = sum(r["status"] == "failed" for r in records)
@@ -237,10 +238,9 @@ def _report(record: dict) -> None:
                  "complete in an earlier run" if record.get("skipped") else f"{record['time_s']:.1f} s")
 
 
-def _run_on_ray(records: list[dict], opts: dict, batch: _BatchFile, *, address: str | None, num_cpus: int | None,
-                cpus_per_clip: float) -> None:
+def _run_on_ray(ray, records: list[dict], opts: dict, batch: _BatchFile, *, address: str | None,
+                num_cpus: int | None, cpus_per_clip: float) -> None:
     """Each clip a Ray task; results recorded as they arrive. Ray's own logs stay off the terminal."""
-    ray = require("ray", "ray", "steadydepth batch --ray")
     started_here = not ray.is_initialized()
     if started_here:
         kwargs = {"log_to_driver": False, "logging_level": logging.ERROR}
