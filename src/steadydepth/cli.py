@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (learned priors)")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
 
+    _add_batch_parser(sub, common, run)
+
     ev = sub.add_parser("eval", parents=[common], help="score an output folder against ground truth")
     ev.add_argument("output", help="a steadydepth output folder (or any folder with depth/*.npy)")
     ev.add_argument("--gt", required=True, help="ground truth: a gt/ folder (depth/ + cameras.json) or a dataset folder")
@@ -100,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_batch_parser(sub, common: argparse.ArgumentParser, run: argparse.ArgumentParser) -> None:
+    """``batch INPUTS... -o OUTDIR``: the options of ``run`` (copied from its parser) plus Ray's."""
+    batch = sub.add_parser("batch", parents=[common], epilog=exit_codes_help(),
+                           help="run many clips (files, folders of videos, .txt lists of paths), one folder each")
+    batch.add_argument("inputs", nargs="+", help="video files, image folders, folders of videos, or .txt lists")
+    batch.add_argument("-o", "--output", required=True, help="output folder: one sub-folder per clip, batch.json")
+    for action in run._actions:
+        if action.dest not in ("help", "input", "output", "quiet", "log_level", "debug", "intrinsics"):
+            batch._add_action(action)
+    batch.add_argument("--ray", action="store_true", help="run the clips as tasks on a local Ray (extra 'ray')")
+    batch.add_argument("--address", help="join the Ray cluster at this address instead ('auto', HOST:PORT)")
+    batch.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    batch.add_argument("--cpus-per-clip", type=float, default=1.0, help="CPUs Ray reserves for each clip")
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else getattr(logging, args.log_level)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -108,6 +125,17 @@ def _setup_logging(args: argparse.Namespace) -> None:
                           ("diffusers", "DIFFUSERS_VERBOSITY")):
             logging.getLogger(name).setLevel(logging.ERROR)
             os.environ.setdefault(env, "error")  # their own handlers read it when they are imported
+
+
+def _run_options(args: argparse.Namespace, intr: Intrinsics | None) -> RunOptions:
+    return RunOptions(
+        prior=args.prior, preset=args.preset, max_res=args.max_res, temporal_radius=args.temporal_radius,
+        start=args.start, stop=args.stop,
+        stride=args.stride, output_res=args.output_res, formats=tuple(args.formats or ("npy",)),
+        png_scale=args.png_scale, npz=not args.no_npz, vis=not args.no_vis, side_by_side=args.side_by_side,
+        cmap=args.cmap, points=args.points, points_stride=args.points_stride, hfov_deg=args.fov, intrinsics=intr,
+        metric_hint=args.metric_hint, device=args.device, overwrite=args.overwrite, progress_bar=not args.quiet,
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -126,19 +154,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         src = open_source(args.input, start=args.start, stop=args.stop, stride=args.stride)
         fx, fy, cx, cy = args.intrinsics
         intr = Intrinsics(fx, fy, cx, cy, src.width, src.height)
-    opts = RunOptions(
-        prior=args.prior, preset=args.preset, max_res=args.max_res, temporal_radius=args.temporal_radius,
-        start=args.start, stop=args.stop,
-        stride=args.stride, output_res=args.output_res, formats=tuple(args.formats or ("npy",)),
-        png_scale=args.png_scale, npz=not args.no_npz, vis=not args.no_vis, side_by_side=args.side_by_side,
-        cmap=args.cmap, points=args.points, points_stride=args.points_stride, hfov_deg=args.fov, intrinsics=intr,
-        metric_hint=args.metric_hint, device=args.device, overwrite=args.overwrite, progress_bar=not args.quiet,
-    )
-    video = estimate(args.input, args.output, opts)
+    video = estimate(args.input, args.output, _run_options(args, intr))
     info = json.loads((video.folder / "run.json").read_text())
     log.info("wrote %d frames (%s units) to %s in %.1f s", len(video), video.units, video.folder,
              info["timings_s"]["total"])
     return 0
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    """Exit code: 0 when every clip completed, else the first failed clip's."""
+    from .batch import run_batch
+
+    records = run_batch(args.inputs, args.output, _run_options(args, None), use_ray=args.ray,
+                        address=args.address, num_cpus=args.num_cpus, cpus_per_clip=args.cpus_per_clip)
+    return next((r["exit_code"] or 1 for r in records if r["status"] == "failed"), 0)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -166,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             with cli_names():
                 return _cmd_run(args)
+        if args.command == "batch":
+            with cli_names():
+                return _cmd_batch(args)
         if args.command == "eval":
             with cli_names():
                 return _cmd_eval(args)
