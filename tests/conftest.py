@@ -7,6 +7,8 @@ import pytest
 import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# --prior auto (the default of run) never downloads weights in the tests
+os.environ.setdefault("STEADYDEPTH_NO_DOWNLOAD", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -27,7 +27,7 @@ def test_hf_prior_alone_and_fused_with_mvs(tiny_da, tmp_path):
             assert np.isfinite(depth).all() and (depth > 0).mean() > 0.5
     # fused with multi-view geometry, the output takes the camera scale: it agrees with mvs alone
     # (SfM on clips under ~200 px wide is not reliable: 160x120 failed 2 of 3 tries, so 240x180)
-    rc = main(["run", str(clip_dir / "clip.mp4"), "-o", str(tmp_path / "mvs"), "--quiet", "--no-vis"])
+    rc = main(["run", str(clip_dir / "clip.mp4"), "-o", str(tmp_path / "mvs"), "--prior", "mvs", "--quiet", "--no-vis"])
     assert rc == 0
     with np.load(tmp_path / "fused" / "depth.npz") as f, np.load(tmp_path / "mvs" / "depth.npz") as m:
         ok = (f["depth"] > 0) & (m["depth"] > 0)

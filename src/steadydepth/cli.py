@@ -52,9 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=exit_codes_help())
     run.add_argument("input", help="video file (mp4, mov, mkv, webm, ...), image folder, or glob ('dir/*.png')")
     run.add_argument("-o", "--output", required=True, help="output folder")
-    run.add_argument("--prior", default="mvs",
-                     help="depth source: mvs (default, no weights), files:DIR, hf:MODEL, onnx:FILE, tflite:FILE, depthcrafter, "
-                          "combinations such as hf:MODEL+mvs, and refine:SPEC (multi-view refinement of SPEC's depth)")
+    run.add_argument("--prior", default="auto",
+                     help="depth source: auto (default: a learned video model fused with mvs when its weights are on "
+                          "disk or can be downloaded, else mvs; see `steadydepth priors`), mvs (no weights), files:DIR, "
+                          "hf:MODEL, vda:FILE, onnx:FILE, tflite:FILE, depthcrafter, combinations such as hf:MODEL+mvs, "
+                          "and refine:SPEC (multi-view refinement of SPEC's depth)")
+    run.add_argument("--model-dir", help="folder of model weights searched before $STEADYDEPTH_MODELS and the "
+                                         "Hugging Face cache (--prior auto, vda)")
+    run.add_argument("--no-download", action="store_true",
+                     help="never download model weights (as STEADYDEPTH_NO_DOWNLOAD=1)")
     run.add_argument("--preset", default="balanced", choices=list(PRESETS))
     run.add_argument("--max-res", type=int, help="long side of the processing resolution (preset default)")
     run.add_argument("--temporal-radius", type=int,
@@ -82,17 +88,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (learned priors)")
     run.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
 
+    _add_batch_parser(sub, common, run)
+
     ev = sub.add_parser("eval", parents=[common], help="score an output folder against ground truth")
     ev.add_argument("output", help="a steadydepth output folder (or any folder with depth/*.npy)")
     ev.add_argument("--gt", required=True, help="ground truth: a gt/ folder (depth/ + cameras.json) or a dataset folder")
     ev.add_argument("--max-depth", type=float, help="ignore ground truth beyond this depth (dataset default)")
     ev.add_argument("--json", dest="json_path", help="also write the metrics as JSON here")
 
-    sub.add_parser("priors", parents=[common], help="list the available depth priors")
+    pri = sub.add_parser("priors", parents=[common], help="list the depth priors and the learned models (licence, "
+                                                           "size, outputs, how to get them, which are on disk)")
+    pri.add_argument("--model-dir", help="also look for weights in this folder")
     from .web.cli import add_web_commands
 
     add_web_commands(sub, common)
     return parser
+
+
+def _add_batch_parser(sub, common: argparse.ArgumentParser, run: argparse.ArgumentParser) -> None:
+    """``batch INPUTS... -o OUTDIR``: the options of ``run`` (copied from its parser) plus Ray's."""
+    batch = sub.add_parser("batch", parents=[common], epilog=exit_codes_help(),
+                           help="run many clips (files, folders of videos, .txt lists of paths), one folder each")
+    batch.add_argument("inputs", nargs="+", help="video files, image folders, folders of videos, or .txt lists")
+    batch.add_argument("-o", "--output", required=True, help="output folder: one sub-folder per clip, batch.json")
+    for action in run._actions:
+        if action.dest not in ("help", "input", "output", "quiet", "log_level", "debug", "intrinsics"):
+            batch._add_action(action)
+    batch.add_argument("--ray", action="store_true", help="run the clips as tasks on a local Ray (extra 'ray')")
+    batch.add_argument("--address", help="join the Ray cluster at this address instead ('auto', HOST:PORT)")
+    batch.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    batch.add_argument("--cpus-per-clip", type=float, default=1.0, help="CPUs Ray reserves for each clip")
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -105,8 +130,25 @@ def _setup_logging(args: argparse.Namespace) -> None:
             os.environ.setdefault(env, "error")  # their own handlers read it when they are imported
 
 
+def _run_options(args: argparse.Namespace, intr: Intrinsics | None) -> RunOptions:
+    return RunOptions(
+        prior=args.prior, preset=args.preset, max_res=args.max_res, temporal_radius=args.temporal_radius,
+        start=args.start, stop=args.stop,
+        stride=args.stride, output_res=args.output_res, formats=tuple(args.formats or ("npy",)),
+        png_scale=args.png_scale, npz=not args.no_npz, vis=not args.no_vis, side_by_side=args.side_by_side,
+        cmap=args.cmap, points=args.points, points_stride=args.points_stride, hfov_deg=args.fov, intrinsics=intr,
+        metric_hint=args.metric_hint, device=args.device, overwrite=args.overwrite, progress_bar=not args.quiet,
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import estimate
+
+    if args.model_dir:  # read by the model catalogue (priors.catalog) for this run
+        os.environ["STEADYDEPTH_MODELS"] = os.pathsep.join(filter(None, [args.model_dir,
+                                                                         os.environ.get("STEADYDEPTH_MODELS")]))
+    if args.no_download:
+        os.environ["STEADYDEPTH_NO_DOWNLOAD"] = "1"
 
     intr = None
     if args.intrinsics is not None:
@@ -115,19 +157,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         src = open_source(args.input, start=args.start, stop=args.stop, stride=args.stride)
         fx, fy, cx, cy = args.intrinsics
         intr = Intrinsics(fx, fy, cx, cy, src.width, src.height)
-    opts = RunOptions(
-        prior=args.prior, preset=args.preset, max_res=args.max_res, temporal_radius=args.temporal_radius,
-        start=args.start, stop=args.stop,
-        stride=args.stride, output_res=args.output_res, formats=tuple(args.formats or ("npy",)),
-        png_scale=args.png_scale, npz=not args.no_npz, vis=not args.no_vis, side_by_side=args.side_by_side,
-        cmap=args.cmap, points=args.points, points_stride=args.points_stride, hfov_deg=args.fov, intrinsics=intr,
-        metric_hint=args.metric_hint, device=args.device, overwrite=args.overwrite, progress_bar=not args.quiet,
-    )
-    video = estimate(args.input, args.output, opts)
+    video = estimate(args.input, args.output, _run_options(args, intr))
     info = json.loads((video.folder / "run.json").read_text())
     log.info("wrote %d frames (%s units) to %s in %.1f s", len(video), video.units, video.folder,
              info["timings_s"]["total"])
     return 0
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    """Exit code: 0 when every clip completed, else the first failed clip's."""
+    from .batch import run_batch
+
+    records = run_batch(args.inputs, args.output, _run_options(args, None), use_ray=args.ray,
+                        address=args.address, num_cpus=args.num_cpus, cpus_per_clip=args.cpus_per_clip)
+    return next((r["exit_code"] or 1 for r in records if r["status"] == "failed"), 0)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -155,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             with cli_names():
                 return _cmd_run(args)
+        if args.command == "batch":
+            with cli_names():
+                return _cmd_batch(args)
         if args.command == "eval":
             with cli_names():
                 return _cmd_eval(args)
@@ -164,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_web_command(args)
         if args.command == "priors":
             from .priors import available_priors
+            from .priors.catalog import format_listing
 
             print("\n".join(available_priors()))
+            print("\nlearned models (--prior auto picks the first auto candidate on disk):")
+            print(format_listing(args.model_dir))
             return 0
         raise InputError(f"unknown command {args.command}")
     except SteadyDepthError as exc:

@@ -75,7 +75,7 @@ class RunOptions:
     cameras (0 turns the temporal fusion off).
     """
 
-    prior: str = "mvs"
+    prior: str = "auto"
     preset: str = "balanced"
     max_res: int | None = None
     temporal_radius: int | None = None

@@ -14,6 +14,7 @@ Layout (a public contract; other tools read it)::
     OUTDIR/colmap/                 cameras.txt, images.txt, points3D.txt (when SfM ran)
     OUTDIR/sparse.ply              SfM points (when SfM ran)
     OUTDIR/run.json                versions, options, timings per stage, frame count, warnings, status
+    OUTDIR/.resume/                until the run completes: what resuming it needs (see steadydepth.resume)
     OUTDIR/.previous/              with --overwrite: the run being replaced, until this run writes its
                                    first frame (put back if this run fails before that)
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 #: entries whose presence means "this folder already holds a run"
 RUN_MARKERS = ("run.json", "depth.npz", *(folder for folder, _ in DEPTH_FORMATS.values()), "confidence",
-               "points", "depth_vis.mp4", "cameras.json", "colmap", "sparse.ply", ".work")
+               "points", "depth_vis.mp4", "cameras.json", "colmap", "sparse.ply", ".work", ".resume")
 #: where :meth:`OutputFolder.prepare` keeps the run being replaced until the new one writes a frame
 PREVIOUS = ".previous"
 
@@ -53,9 +54,11 @@ PREVIOUS = ".previous"
 class OutputFolder:
     """Creates, checks and fills ``OUTDIR`` (see module docstring)."""
 
-    def __init__(self, root: str | Path, *, overwrite: bool = False) -> None:
+    def __init__(self, root: str | Path, *, overwrite: bool = False, resume: bool = False) -> None:
         self.root = Path(root).expanduser()
         self.overwrite = overwrite
+        #: continue the interrupted run in the folder (:mod:`steadydepth.resume`): nothing is refused or set aside
+        self.resume = resume
 
     # -- set-up -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -68,7 +71,7 @@ class OutputFolder:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{root}: cannot create output folder ({exc.strerror or exc})") from exc
-        settle_previous_run(root, self.overwrite)  # a live run refuses; a dead one is interrupted; stale files go
+        settle_previous_run(root, self.overwrite, resume=self.resume)  # a live run refuses; stale files go
         if (root / PREVIOUS).is_dir() and not _has_frames(root):
             self.restore_previous()  # a replacing run that stopped before its first frame: the old run is back
         probe = root / ".steadydepth-write-test"
@@ -78,7 +81,7 @@ class OutputFolder:
         except OSError as exc:
             raise OutputError(f"{root}: output folder is not writable ({exc.strerror or exc})") from exc
         found = [name for name in RUN_MARKERS if (root / name).exists()]
-        if found:
+        if found and not self.resume:
             if not self.overwrite:
                 raise OutputError(
                     f"{root}: folder already holds a run ({', '.join(found)}); "

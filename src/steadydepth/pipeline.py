@@ -23,6 +23,7 @@ import numpy as np
 from . import __version__
 from .cameras.lens import RadialLens, lens_for
 from .consistency.clip_stage import ClipAlignmentStage
+from .consistency.sparse_check import SparseAgreement
 from .consistency.temporal import TemporalFusion, TemporalSettings
 from .errors import InputError, NoDepthError, ReconstructionError
 from .geometry import resize_depth
@@ -33,6 +34,7 @@ from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
 from .priors.base import PriorContext, create_prior
 from .progress import LoggedWarnings, Progress, peak_memory_mb
+from .resume import ResumePlan, RunState, announce, plan_resume, prior_start, run_identity
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
 from .validation import check_run
 
@@ -101,7 +103,15 @@ class _ResizedFrames:
         self.lens: RadialLens | None = None
 
     def __iter__(self) -> Iterator[Frame]:
-        for frame in self.source:
+        return self.iter_from(0, [])
+
+    def iter_from(self, first: int, skipped: list[int]) -> Iterator[Frame]:
+        """The frames from stream position ``first`` on; the source indices of those before it are
+        appended to ``skipped`` (decoded, not resized)."""
+        for position, frame in enumerate(self.source):
+            if position < first:
+                skipped.append(frame.index)
+                continue
             image = resize_frame(frame.image, self.max_res)
             if self.lens is not None:
                 image = self.lens.undistort_image(image)
@@ -145,8 +155,27 @@ class _DepthWriter:
         self.hint_applied = False
         self.metric: bool | None = None
         self.lens: RadialLens | None = None
+        self.sparse_check: SparseAgreement | None = None  # depth in the cameras' units, on their pinhole grid
+        #: a resumed run: positions below this are finished on disk and not written again
+        self.skip_below = 0
+        #: records the scale and units in the resume state when they change
+        self.state: RunState | None = None
+        self._recorded: tuple | None = None
+
+    def resume_from(self, plan: ResumePlan, start: int) -> None:
+        """Continue the counts and the scale of the interrupted run ``plan``; writing starts at ``start``."""
+        self.count, self.skip_below = start, plan.finished
+        self.valid, self.clipped = plan.valid, plan.clipped
+        if plan.scale is not None:
+            self.scale, self.units, self.hint_applied = plan.scale, plan.units, plan.hint_applied
+            self._recorded = (self.scale, self.units, self.hint_applied)
 
     def write(self, depth: np.ndarray, conf: np.ndarray) -> None:
+        if self.count < self.skip_below:  # finished by the run this one resumes: kept as it is
+            self.count += 1
+            return
+        if self.sparse_check is not None:  # (a resumed run checks the frames it writes)
+            self.sparse_check.add(self.count, depth)
         if self.lens is not None:
             depth, conf = self.lens.distort_depth(depth, conf)
         if self.hint is not None and self.hint[0] == "depth" and not self.hint_applied and (depth > 0).any():
@@ -160,6 +189,9 @@ class _DepthWriter:
         self.clipped += self.out.write_frame(self.count, depth, conf, formats=self.opts.formats,
                                              png_scale=self.opts.png_scale)
         self.count += 1
+        if self.state is not None and self._recorded != (self.scale, self.units, self.hint_applied):
+            self._recorded = (self.scale, self.units, self.hint_applied)
+            self.state.update(scale=self.scale, units=self.units, hint_applied=self.hint_applied)
 
 
 def _output_intrinsics(cameras: Cameras | None, opts: RunOptions, size: tuple[int, int]) -> Intrinsics | None:
@@ -176,20 +208,26 @@ def _output_intrinsics(cameras: Cameras | None, opts: RunOptions, size: tuple[in
 
 def _write_clip_outputs(out: OutputFolder, opts: RunOptions, source: FrameSource, count: int, size: tuple[int, int],
                         units: str, frame_indices: list[int], cameras: Cameras | None,
-                        intr_out: Intrinsics | None) -> None:
-    """The outputs written at the end of a run: depth.npz, cameras, points, visualisation."""
+                        intr_out: Intrinsics | None, state: RunState, done: set[str]) -> None:
+    """The outputs written at the end of a run: depth.npz, cameras, points, visualisation; those in
+    ``done`` (written before the run being resumed was interrupted) are skipped, each one
+    finished is recorded in ``state``."""
     from .exports import write_cameras, write_points, write_visualisation
 
     out_w, out_h = size
-    if opts.npz:
-        out.write_npz(count, (out_h, out_w), units=units, frame_indices=frame_indices, cameras=cameras,
-                      intrinsics=intr_out)
-    write_cameras(out, cameras, intr_out, frame_indices, units)
-    if opts.points:
-        write_points(out, source, count, intr_out, cameras, stride=opts.points_stride)
-    if opts.vis:
-        write_visualisation(out, source, count, fps=source.fps or 24.0, cmap=opts.cmap,
-                            side_by_side=opts.side_by_side)
+    steps = {
+        "depth.npz": (opts.npz, lambda: out.write_npz(count, (out_h, out_w), units=units, frame_indices=frame_indices,
+                                                      cameras=cameras, intrinsics=intr_out)),
+        "cameras": (True, lambda: write_cameras(out, cameras, intr_out, frame_indices, units)),
+        "points": (opts.points, lambda: write_points(out, source, count, intr_out, cameras,
+                                                     stride=opts.points_stride)),
+        "vis": (opts.vis, lambda: write_visualisation(out, source, count, fps=source.fps or 24.0, cmap=opts.cmap,
+                                                      side_by_side=opts.side_by_side)),
+    }
+    for name, (wanted, write) in steps.items():
+        if wanted and name not in done:
+            write()
+            state.mark_output(name)
 
 
 # Long on purpose: the run reads top to bottom as its stages (cameras, depth, clip alignment,
@@ -205,7 +243,8 @@ def estimate(
     ``options`` (or keyword overrides of :class:`~steadydepth.options.RunOptions` fields)
     choose the prior, preset, frame range and outputs. Every option and the input are
     checked before the output folder is touched; a run it replaces (``overwrite``) is put
-    back if this one fails before its first frame. Results go to ``output_dir`` as they
+    back if this one fails before its first frame. An interrupted run of the same input and
+    options in ``output_dir`` is continued (:mod:`steadydepth.resume`). Results go to ``output_dir`` as they
     finish; the returned :class:`DepthVideo` reads them back lazily. With ``output_dir=None``
     they go to a temporary folder that is removed when the run fails or when the returned
     :class:`DepthVideo` is garbage-collected (``DepthVideo.save`` keeps a copy).
@@ -222,8 +261,15 @@ def estimate(
     prior = create_prior(opts.prior)
     check_run(opts, source, prior)  # every option and the input, before the output folder is touched
     temporary = output_dir is None
-    out = OutputFolder(tempfile.mkdtemp(prefix="steadydepth-") if temporary else output_dir, overwrite=opts.overwrite)
+    # an interrupted run of the same input and options in output_dir is continued (steadydepth.resume)
+    identity = run_identity(source, opts) if not temporary else {}
+    plan = plan_resume(output_dir, identity, opts) if not temporary else None
+    out = OutputFolder(tempfile.mkdtemp(prefix="steadydepth-") if temporary else output_dir, overwrite=opts.overwrite,
+                       resume=plan is not None)
     out.prepare()
+    state = RunState(out.root)
+    if plan is None:
+        state.start(identity)
     run_info = {
         "status": "running",
         "input": source.describe(),
@@ -232,6 +278,8 @@ def estimate(
         "versions": _versions(),
         "process": process_info(),  # a later run tells an interrupted run from one still going
     }
+    if plan is not None:
+        run_info["resumed"] = plan.describe()
     out.write_json("run.json", run_info)
 
     with _undo_on_failure(out, temporary), _record_failure(out, run_info), LoggedWarnings() as shown:
@@ -243,12 +291,17 @@ def estimate(
 
         # -- cameras ----------------------------------------------------------------------------
         cameras: Cameras | None = None
-        if prior.needs_cameras:
+        if prior.needs_cameras and plan is not None and plan.cameras is not None:
+            cameras = plan.cameras  # solved by the run this one resumes
+            frames.lens = lens_for(cameras.intrinsics, proc_w, proc_h)
+        elif prior.needs_cameras:
             t0 = time.perf_counter()
             cameras = _estimate_cameras(frames, source, prior.name, out, opts, user_K)
             timings["cameras"] = time.perf_counter() - t0
-            warnings.extend(cameras.warnings)
+            state.save_cameras(cameras)
             frames.lens = lens_for(cameras.intrinsics, proc_w, proc_h)  # the prior works on a pinhole grid
+        if cameras is not None:
+            warnings.extend(cameras.warnings)
 
         hint = parse_metric_hint(opts.metric_hint) if opts.metric_hint else None
         scale, units = (_travel_scale(cameras, hint[1]), "metres") if hint and hint[0] == "travel" else (1.0, "scene")
@@ -262,9 +315,19 @@ def estimate(
         images = _ImageStash(out.work_dir / "images")  # images the prior has read but not yet answered
         writer = _DepthWriter(out, opts, hint, scale, units, (out_w, out_h))
         writer.lens = frames.lens
+        if prior.needs_cameras:  # such priors give depth in the cameras' units
+            writer.sparse_check = SparseAgreement.for_cameras(cameras)
+        writer.state = state
         stage: ClipAlignmentStage | None = None  # relative frames waiting for the clip alignment
 
         fusion = _temporal_fusion(prior, cameras, opts, (proc_w, proc_h))
+        start = prior_start(plan, prior.frames_before(context) if plan else None, fusion.settings.radius,
+                            source.num_frames)
+        if plan is not None:
+            announce(out.root, plan, start, source.num_frames, prior.name, prior.needs_cameras)
+            writer.resume_from(plan, start)
+            fusion = _temporal_fusion(prior, cameras, opts, (proc_w, proc_h), first=start)
+            context.first_position = start
 
         def emit(depth: np.ndarray, conf: np.ndarray) -> None:
             if frames.lens is not None:  # nothing seen beyond the input image: keep it out of the fusion
@@ -273,8 +336,9 @@ def estimate(
                 writer.write(*fused)
 
         with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
-            stream = _Recorder(iter(frames), frame_indices, images)
-            for position, prior_out in enumerate(prior.process(stream, context)):
+            bar.update(start)
+            stream = _Recorder(frames.iter_from(start, frame_indices), frame_indices, images)
+            for position, prior_out in enumerate(prior.process(stream, context), start=start):
                 image = images.pop(position)
                 if writer.metric is None:
                     writer.metric = bool(prior_out.metric)
@@ -285,6 +349,9 @@ def estimate(
                     # stores it and fits one alignment for the whole clip; written in a second pass.
                     if stage is None:
                         stage = ClipAlignmentStage(out.work_dir / "prior", kind="disparity")
+                        if plan is not None and plan.finished:
+                            log.info("resume: the clip alignment of the relative prior is recomputed over every "
+                                     "frame (finished frames are not rewritten)")
                     stage.add(image, np.asarray(prior_out.values, np.float32))
                 else:
                     emit(*_to_depth(prior_out))
@@ -292,6 +359,7 @@ def estimate(
             for fused in fusion.flush():
                 writer.write(*fused)
         if stage is not None:
+            writer.sparse_check = None  # the clip alignment's gauge is not the cameras'
             t1 = time.perf_counter()
             stage.solve()
             with Progress("align", stage.count, bar=opts.progress_bar) as bar:
@@ -312,6 +380,9 @@ def estimate(
                    else f"the '{prior.name}' prior gave no valid depth in any frame")
             raise NoDepthError(f"{source.path}: no depth could be recovered: {why} "
                                "(the per-frame files hold depth 0 = invalid)")
+        geometry_check = writer.sparse_check.summary() if writer.sparse_check is not None else None
+        if writer.sparse_check is not None and writer.sparse_check.warning():
+            warnings.append(writer.sparse_check.warning())
         if clipped:
             warnings.append(f"png16: {clipped} pixels beyond {65535 / opts.png_scale:.1f} units were clipped")
 
@@ -322,7 +393,8 @@ def estimate(
 
         # -- outputs at the end of the run ----------------------------------------------------------
         t0 = time.perf_counter()
-        _write_clip_outputs(out, opts, source, count, (out_w, out_h), units, frame_indices, cameras, intr_out)
+        _write_clip_outputs(out, opts, source, count, (out_w, out_h), units, frame_indices, cameras, intr_out,
+                            state, plan.outputs_done if plan is not None else set())
         timings["outputs"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - started
         out.cleanup()
@@ -340,12 +412,14 @@ def estimate(
             "output_size": [out_w, out_h],
             "units": units,
             "metric_scale_applied": scale,
+            "geometry_check": geometry_check,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
             "frames_per_second": round(count / timings["total"], 3) if timings["total"] > 0 else None,
             "peak_memory_mb": peak_memory_mb(),
             "warnings": warnings,
         })
         out.write_json("run.json", run_info)
+        state.remove()  # complete: nothing to resume
     video = DepthVideo(folder=out.root, num_frames=count, units=units, frame_indices=frame_indices,
                        cameras=cameras, intrinsics=intr_out, warnings=warnings)
     if temporary:  # the folder lives as long as the DepthVideo that reads it
@@ -478,7 +552,8 @@ def _estimate_cameras(frames: _ResizedFrames, source: FrameSource, prior_name: s
     return cameras
 
 
-def _temporal_fusion(prior, cameras: Cameras | None, opts: RunOptions, size: tuple[int, int]) -> TemporalFusion:
+def _temporal_fusion(prior, cameras: Cameras | None, opts: RunOptions, size: tuple[int, int],
+                     first: int = 0) -> TemporalFusion:
     """The temporal fusion stage; a pass-through (radius 0) unless the depth is in the cameras' units.
 
     Priors that need the cameras (``mvs``, combinations with it, refinement) give depth in
@@ -487,9 +562,9 @@ def _temporal_fusion(prior, cameras: Cameras | None, opts: RunOptions, size: tup
     usable = (cameras is not None and prior.needs_cameras and cameras.num_posed >= 2
               and not any(w.startswith("no-parallax:") for w in cameras.warnings))
     if not usable or not opts.temporal_radius:
-        return TemporalFusion(np.eye(3), [], TemporalSettings(radius=0))
+        return TemporalFusion(np.eye(3), [], TemporalSettings(radius=0), first=first)
     K = cameras.intrinsics.scaled(*size).K
-    return TemporalFusion(K, list(cameras.poses), TemporalSettings(radius=opts.temporal_radius))
+    return TemporalFusion(K, list(cameras.poses), TemporalSettings(radius=opts.temporal_radius), first=first)
 
 
 def _travel_scale(cameras: Cameras | None, metres: float) -> float:

@@ -12,7 +12,9 @@ refuse or replace:
   see :func:`steadydepth.io.atomic.is_temp_name`) and the scratch folder ``.work/`` are
   removed: nothing reads them.
 * a run that failed or was interrupted before finishing any frame holds nothing worth
-  keeping: it is removed, so the corrected command runs without ``--overwrite``.
+  keeping: it is removed, so the corrected command runs without ``--overwrite`` (unless this
+  run resumes it, :mod:`steadydepth.resume`: its saved cameras are worth keeping).
+* an interrupted run that this run resumes keeps its files.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 #: folders a run writes files into (temporary files of an unfinished write can be left in each)
 _FILE_FOLDERS = ("depth", "confidence", "depth_png16", "depth_exr", "points", "colmap")
 #: what a run writes before its first frame: removed with a run that finished no frame
-_EARLY_ENTRIES = ("run.json", ".work", *_FILE_FOLDERS)
+_EARLY_ENTRIES = ("run.json", ".work", ".resume", *_FILE_FOLDERS)
 
 
 def _read_status(root: Path) -> dict | None:
@@ -49,11 +51,12 @@ def _finished_frames(root: Path) -> int:
     return sum(1 for p in folder.glob("*.npy") if not p.name.startswith(".")) if folder.is_dir() else 0
 
 
-def settle_previous_run(root: Path, overwrite: bool = False) -> None:
+def settle_previous_run(root: Path, overwrite: bool = False, *, resume: bool = False) -> None:
     """Deal with an earlier run's leftovers in ``root`` as the module docstring says.
 
     Raises :class:`OutputError` when a live process is using the folder, and (without
-    ``overwrite``) when an interrupted run there has finished frames.
+    ``overwrite``) when an interrupted run there has finished frames. With ``resume`` (this
+    run continues the interrupted one, :mod:`steadydepth.resume`) its files are kept.
     """
     info = _read_status(root)
     status = info.get("status") if info else None
@@ -78,17 +81,19 @@ def settle_previous_run(root: Path, overwrite: bool = False) -> None:
             pass
         status = "interrupted"
         done = _finished_frames(root)
-        if done and not overwrite:
+        if done and not (overwrite or resume):
             raise OutputError(
                 f"{root}: folder holds an interrupted run ({who}; {done} finished frame{'' if done == 1 else 's'}); "
                 "pass --overwrite to replace it, or choose another folder"
             )
-        log.info("%s: the earlier run in this folder was interrupted (%s)", root, who)
+        if not resume:
+            log.info("%s: the earlier run in this folder was interrupted (%s)", root, who)
     shutil.rmtree(root / ".work", ignore_errors=True)
     removed = remove_temp_files(root) + sum(remove_temp_files(root / name) for name in _FILE_FOLDERS)
     if removed:
         log.info("%s: removed %d temporary files of an unfinished write", root, removed)
-    if status in ("failed", "interrupted") and _finished_frames(root) == 0 and not (root / ".previous").exists():
+    if (status in ("failed", "interrupted") and not resume and _finished_frames(root) == 0
+            and not (root / ".previous").exists()):
         # (with a ".previous" run set aside, OutputFolder.prepare puts that run back instead)
         log.info("%s: replacing a %s run that finished no frame", root, status)
         for name in _EARLY_ENTRIES:

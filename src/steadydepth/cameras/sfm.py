@@ -64,6 +64,7 @@ from ..io.disk_space import write_failure
 from ..types import Cameras, Frame, Intrinsics
 from .colmap_log import quiet_colmap
 from .keyframes import KeyframePolicy, KeyframeSelector
+from .sfm_flow import write_flow_matches
 from .sfm_fallbacks import _rotation_cameras, _static_cameras, mapping_failure
 from .sfm_focal import _check_focal, _guess_intrinsics, check_distortion
 from .sfm_mapping import _MIN_POINTS, _image_name, _map_keyframes
@@ -135,6 +136,27 @@ def _given_intrinsics(intrinsics: Intrinsics | None, hfov_deg: float | None,
             log.info("both intrinsics and hfov_deg given: the intrinsics win")
             focal_guess = None
     return K, focal_guess
+
+
+def _map_with_flow(sfm_dir: Path, images_dir: Path, kf: list[int], K: Intrinsics | None, focal_guess: float | None,
+                   size: tuple[int, int], cfg, progress: ProgressFn | None, timings: dict, failed: tuple):
+    """The last mapping attempt: keyframes linked by optical-flow tracks (:mod:`.sfm_flow`) instead
+    of SIFT matches, in ``sfm_dir/flow`` (the SIFT database stays for the failure report).
+    Returns ``(model, number of models, keyframes, note)``, or ``failed`` when it maps no better."""
+    flow_dir = sfm_dir / "flow"
+    flow_dir.mkdir(exist_ok=True)
+    dense = sorted(set(kf) | {(a + b) // 2 for a, b in zip(kf, kf[1:]) if b - a > 1})
+    names = [_image_name(p) for p in dense]
+    log.info("SfM: no model from SIFT features; retrying with optical-flow tracks over %d keyframes", len(dense))
+    preset = rescue_preset(cfg)
+    rec, num = _map_keyframes(flow_dir, images_dir, names, K, focal_guess, size, preset, progress, timings,
+                              matcher=lambda db: write_flow_matches(db, images_dir, names, dense, preset.overlap))
+    if not _mapped_enough(rec, len(dense)):
+        return failed
+    timings["num_keyframes"] = len(dense)
+    note = (f"sfm: SIFT found too little to link the keyframes (faint texture or blur?); recovered with optical-flow "
+            f"tracks over {len(dense)} keyframes, the radial distortion fixed at 0 while mapping")
+    return rec, num, dense, note
 
 
 def _keyframe_model(rec, n: int) -> tuple[dict[int, np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray]:
@@ -290,6 +312,9 @@ def estimate_cameras(
                            "keyframes, more SIFT features and the radial distortion fixed at 0 while mapping")
             rec, num_models, kf = rec2, num2, dense
             timings["num_keyframes"] = len(kf)
+    if not _mapped_enough(rec, len(kf)) and len(kf) >= 3:
+        rec, num_models, kf, rescue_note = _map_with_flow(sfm_dir, images_dir, kf, K, focal_guess, size, cfg,
+                                                         progress, timings, (rec, num_models, kf, rescue_note))
     if not _mapped_enough(rec, len(kf)):
         got = 0 if rec is None else rec.num_reg_images()
         npts = 0 if rec is None else rec.num_points3D()

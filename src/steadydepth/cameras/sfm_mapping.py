@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..types import Intrinsics
@@ -31,7 +32,14 @@ def _image_name(pos: int) -> str:
 def _map_keyframes(
     sfm_dir: Path, images_dir: Path, names: list[str], K: Intrinsics | None, focal_guess: float | None,
     size: tuple[int, int], preset: SfmPreset, progress: ProgressFn | None, timings: dict,
+    matcher: Callable[[Path], object] | None = None,
 ):
+    """SIFT extraction, matching and incremental mapping of the keyframe images ``names``.
+
+    ``matcher(database)``, when given, replaces SIFT's sequential matching: it writes the
+    keypoints and verified matches itself (:func:`~steadydepth.cameras.sfm_flow.write_flow_matches`).
+    Returns ``(model or None, number of models)``.
+    """
     import pycolmap
 
     pycolmap.set_random_seed(0)  # COLMAP's RANSACs without a seed of their own: repeatable runs
@@ -72,8 +80,11 @@ def _map_keyframes(
     pairing.quadratic_overlap = True
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = 0  # a fixed seed per pair: the same matches whatever the thread order
-    with _quiet_colmap():
-        pycolmap.match_sequential(db, pairing_options=pairing, verification_options=verification)
+    if matcher is not None:
+        matcher(db)
+    else:
+        with _quiet_colmap():
+            pycolmap.match_sequential(db, pairing_options=pairing, verification_options=verification)
     _report(progress, "matching", len(names), len(names))
     timings["matching"] = time.perf_counter() - t0
 

@@ -100,16 +100,19 @@ class TemporalFusion:
     ``K``: intrinsics of the depth maps that will be pushed; ``poses_c2w``: one pose per
     frame of the stream (``None`` where unknown: such a frame is passed through and lends
     nothing to its neighbours). :meth:`push` takes frames in stream order and returns the
-    frames that became final; :meth:`flush` returns the rest at the end.
+    frames that became final; :meth:`flush` returns the rest at the end. ``first``: the position
+    of the first frame pushed (a resumed run starts mid-clip; frames within ``radius`` of it lack
+    their earlier neighbours, so a resumed run starts ``radius`` frames before what it writes).
     """
 
-    def __init__(self, K: np.ndarray, poses_c2w: Sequence[np.ndarray | None], settings: TemporalSettings) -> None:
+    def __init__(self, K: np.ndarray, poses_c2w: Sequence[np.ndarray | None], settings: TemporalSettings,
+                 first: int = 0) -> None:
         self.K = np.asarray(K, np.float64)
         self.poses = list(poses_c2w)
         self.settings = settings
         self._frames: deque[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = deque()
-        self._next = 0  # position of the next frame to push
-        self._done = 0  # position of the next frame to emit
+        self._next = first  # position of the next frame to push
+        self._done = first  # position of the next frame to emit
         #: most frames held at once (memory bound check)
         self.max_held = 0
 

@@ -34,6 +34,9 @@ class PriorContext:
     ``cameras`` are at the *processing* resolution (``None`` when the prior does not need
     them or SfM was not run); ``num_frames`` is the number of processed frames when known;
     ``frame_size`` is the processing ``(width, height)``; ``source_size`` the input one.
+    ``first_position`` is the stream position of the first frame :meth:`DepthPrior.process`
+    receives: 0, except in a resumed run whose prior declares :meth:`DepthPrior.frames_before`
+    (outputs then carry positions from ``first_position`` on, and cameras stay indexed by position).
     """
 
     cameras: Cameras | None = None
@@ -43,6 +46,7 @@ class PriorContext:
     device: str = "cpu"
     preset: str = "balanced"
     options: dict = field(default_factory=dict)
+    first_position: int = 0
 
 
 class DepthPrior(ABC):
@@ -60,6 +64,13 @@ class DepthPrior(ABC):
     def describe(self) -> dict:
         """A JSON-able description for ``run.json``."""
         return {"name": self.name}
+
+    def frames_before(self, context: PriorContext) -> int | None:
+        """For resuming a run mid-clip: how many frames before position ``p`` this prior must be
+        given again (starting at ``context.first_position = p - frames_before``) for its output
+        at ``p`` to be the one a run from the clip's start gives; None (the default) when it
+        must start at the clip's start."""
+        return None
 
     def check_source(self, source: FrameSource) -> None:
         """Raise :class:`~steadydepth.errors.InputError` before any work when this prior cannot

@@ -67,6 +67,10 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    foreground fattening that the 7x7 NCC windows leave and the geometric check cannot see
    (fattened neighbours agree with each other). Moved pixels get the fill confidence.
 
+Resuming (``context.first_position > 0``): the stream starts at that position; a start
+:meth:`MVSPrior.frames_before` frames before a position gives that position the output of a
+run from the clip's start (up to the state carried from frame to frame, see there).
+
 Streaming: frames are consumed ``N + M`` ahead of the output; the prior holds at most
 ``2 N + 1`` frames (``max_buffered`` records the high-water mark) and ``2 M + 1`` raw depths,
 so memory is flat in clip length.
@@ -203,6 +207,14 @@ class MVSPrior(DepthPrior):
                 best = max(best, float(d.max()))
         return best / max(scene_depth, 1e-12) >= NO_PARALLAX_RATIO
 
+    def frames_before(self, context: PriorContext) -> int:
+        """Raw depth at ``p`` reads frames ``p +- N`` (``search_radius``), the consistency check at
+        ``p`` the raw depths ``p +- M``, so ``N + M`` frames; two more for what is carried from frame
+        to frame (the temporal blend of filled pixels, the depth range where no SfM point is seen),
+        which makes the output close to, not bit-equal with, a run from the clip's start."""
+        s = self._resolve_settings(context)
+        return s.search_radius + min(s.consistency_radius, s.search_radius) + 2
+
     # ---------------------------------------------------------------- main loop
     # Long on purpose: the streaming schedule (read N + M ahead, raw depth, consistency, release);
     # the per-frame work is in _raw_depth and _finish.
@@ -244,8 +256,9 @@ class MVSPrior(DepthPrior):
                 why = ("the camera centres do not move (no parallax): use a learned prior (--prior hf:MODEL) "
                        "for such clips")
             log.warning("mvs: no multi-view depth (every frame gets depth 0, invalid): %s", why)
+        first = context.first_position  # a resumed run starts mid-clip (frames_before)
         if all_unposed or self.no_parallax:
-            for i, frame in enumerate(frames):
+            for i, frame in enumerate(frames, start=first):
                 self.max_buffered = max(self.max_buffered, 1)
                 h, w = frame.image.shape[:2]
                 yield PriorOutput(index=i, values=np.zeros((h, w), np.float32), kind="depth",
@@ -257,10 +270,10 @@ class MVSPrior(DepthPrior):
         raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # i -> (raw depth, match confidence) at work res
         state = {"scene_depth": pts_info[0] if pts_info else None, "rho_range": None, "K": None, "intr": None,
                  "wsize": None, "psize": None, "num_frames": context.num_frames}
-        next_raw = next_out = 0
-        last = -1
+        next_raw = next_out = first
+        last = first - 1
 
-        for i, frame in enumerate(frames):
+        for i, frame in enumerate(frames, start=first):
             img = np.asarray(frame.image)
             if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 raise InputError(f"mvs: frame {i} must be uint8 RGB (H, W, 3), got {img.dtype} {img.shape}")

@@ -6,6 +6,7 @@
               | single ("+" single)+      a combined prior: the first gives shape, the rest geometry
               | single
     single   := name [":" argument]       ``mvs``, ``files:DIR``, ``hf:MODEL``, ``onnx:FILE`` ...
+              | name "?" options          ``auto?download=0``
     argument := target ["?" options]      options ``key=value&flag`` (:func:`parse_spec_options`)
 """
 
@@ -46,6 +47,9 @@ def parse_prior_spec(spec: str) -> PriorSpec:
             raise InputError(f"--prior '{spec}': a combined prior is 'shape+geometry', e.g. hf:MODEL+mvs")
         return PriorSpec(spec, "combined", spec, parts)
     name, _, arg = spec.partition(":")
+    if "?" in name:  # options without an argument: ``auto?download=0``
+        name, _, query = spec.partition("?")
+        arg = "?" + query
     return PriorSpec(spec, name, arg or None)
 
 
