@@ -51,6 +51,7 @@ distortion ``k`` (COLMAP: ``u = f * x * (1 + k r^2) + cx``) is returned as
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -74,6 +75,11 @@ from .sfm_settings import ProgressFn, SFM_PRESETS, _report, rescue_preset
 __all__ = ["estimate_cameras"]
 
 log = logging.getLogger(__name__)
+
+#: below this processing long side SIFT runs on the doubled image (first octave -1) whatever the preset:
+#: at 320x240 the undoubled image gave a thin model (about 560 points for 18 keyframes) whose first
+#: frames were off by up to 2 frame steps
+SMALL_FRAME_LONG_SIDE = 400
 
 def _stream_frames(
     frames: Iterable[Frame], images_dir: Path, policy: KeyframePolicy, progress: ProgressFn | None
@@ -284,6 +290,8 @@ def estimate_cameras(
     if n < 2 or selector is None:
         raise ReconstructionError(f"structure from motion needs at least 2 frames, got {n}")
     w, h = size
+    if max(size) < SMALL_FRAME_LONG_SIDE and cfg.first_octave == 0:
+        cfg = replace(cfg, first_octave=-1)  # small frames: SIFT on the doubled image
     K, focal_guess = _given_intrinsics(intrinsics, hfov_deg, size)
     if K is None and focal_guess is None:
         focal_guess = _guess_intrinsics(None, None, size)[0].fx  # seed the mapping with the default guess
