@@ -176,8 +176,9 @@ def _output_intrinsics(cameras: Cameras | None, opts: RunOptions, size: tuple[in
 
 def _write_clip_outputs(out: OutputFolder, opts: RunOptions, source: FrameSource, count: int, size: tuple[int, int],
                         units: str, frame_indices: list[int], cameras: Cameras | None,
-                        intr_out: Intrinsics | None) -> None:
-    """The outputs written at the end of a run: depth.npz, cameras, points, visualisation."""
+                        intr_out: Intrinsics | None) -> dict:
+    """The outputs written at the end of a run: depth.npz, cameras, points, visualisation, the
+    fused scene; returns what goes to ``run.json`` besides (``scene``)."""
     from .exports import write_cameras, write_points, write_visualisation
 
     out_w, out_h = size
@@ -190,6 +191,11 @@ def _write_clip_outputs(out: OutputFolder, opts: RunOptions, source: FrameSource
     if opts.vis:
         write_visualisation(out, source, count, fps=source.fps or 24.0, cmap=opts.cmap,
                             side_by_side=opts.side_by_side)
+    if not opts.scene:
+        return {}
+    from .scene.fused_scene import write_scene
+
+    return {"scene": write_scene(out, source, count, intr_out, cameras, units, progress_bar=opts.progress_bar)}
 
 
 # Long on purpose: the run reads top to bottom as its stages (cameras, depth, clip alignment,
@@ -322,7 +328,8 @@ def estimate(
 
         # -- outputs at the end of the run ----------------------------------------------------------
         t0 = time.perf_counter()
-        _write_clip_outputs(out, opts, source, count, (out_w, out_h), units, frame_indices, cameras, intr_out)
+        run_info.update(_write_clip_outputs(out, opts, source, count, (out_w, out_h), units, frame_indices, cameras,
+                                            intr_out))
         timings["outputs"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - started
         out.cleanup()
