@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: long side (pixels) of the depth maps fused
 FUSION_MAX_SIDE = 320
 #: voxel edge = this many fusion pixels' footprint at the median depth
-PIXELS_PER_VOXEL = 3.0
+PIXELS_PER_VOXEL = 2.5
 #: a frame is fused when its camera moved this fraction of the median depth, or turned
 #: :data:`VIEW_TURN_DEG`, since the last fused frame (nearer views add nothing to depth that the
 #: temporal fusion has already made consistent, and cost as much)

@@ -54,7 +54,7 @@ class TSDFSettings:
     voxel_size: float
     truncation: float = 4.0
     min_confidence: float = 0.3
-    min_weight: float = 1.5
+    min_weight: float = 1.0
     max_blocks: int = 20000
     reference_depth: float | None = None
 
