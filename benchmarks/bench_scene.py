@@ -25,7 +25,8 @@ Columns: ``median%`` (median vertex distance, % of the diagonal of the seen true
 ``accurate%`` (vertices within 1 %), ``scene_s`` and ``run_s`` (the scene's time and the whole
 run's, from run.json), ``frac%`` (their ratio; target < 15), ``voxel``, ``volume_mb`` (the TSDF's
 arrays). ``--memory`` adds the peak memory (tracemalloc) of fusing the exact depth of a 60- and a
-240-frame orbit of the same room: flat in clip length.
+240-frame orbit of the same room (the longer path's extra shake sees more surface: memory follows
+the surface seen, capped by the block budget, not the frame count).
 
     .venv/bin/python benchmarks/bench_scene.py [--cases orbit60 walk60 mover60 sevenscenes_redkitchen]
         [--preset balanced] [--memory] [--keep DIR [--reuse]]
@@ -146,6 +147,7 @@ def real_case(name: str, root: Path, preset: str) -> list[dict]:
     if not folder.is_dir():
         print(f"skipped {name}: {folder} absent", file=sys.stderr)
         return []
+    shutil.rmtree(root / name, ignore_errors=True)  # symlinks of an earlier run (the data is never copied)
     link_frames(colour_frames(folder), root / name)
     info = _run(root / name, root / f"{name}_out", preset)
     gt = load_sevenscenes(folder, load_images=False)
