@@ -97,6 +97,11 @@ def test_low_confidence_pixels_are_left_out(mover_clip):
     conf = np.zeros_like(clip.depth[0])
     assert vol.integrate(clip.depth[0], conf, None, clip.intrinsics.K, clip.poses[0]) == 0
     assert vol.num_blocks == 0 and len(vol.extract_mesh().faces) == 0
+    near = TSDFVolume(TSDFSettings(voxel_size=VOXEL, max_depth=float(np.median(clip.depth[0]))))
+    near.integrate(clip.depth[0], None, None, clip.intrinsics.K, clip.poses[0])
+    full = TSDFVolume(TSDFSettings(voxel_size=VOXEL))
+    full.integrate(clip.depth[0], None, None, clip.intrinsics.K, clip.poses[0])
+    assert 0 < near.num_blocks < full.num_blocks  # the far half is left out
 
 
 def test_voxel_size_follows_the_scene_scale_and_views_skip_near_duplicates(mover_clip):

@@ -36,6 +36,8 @@ PIXELS_PER_VOXEL = 2.5
 #: :data:`VIEW_TURN_DEG`, since the last fused frame (nearer views add nothing to depth that the
 #: temporal fusion has already made consistent, and cost as much)
 VIEW_MOVE = 0.02
+#: pixels deeper than this many median depths are not fused (sky, far outliers)
+MAX_DEPTH_RATIO = 20.0
 VIEW_TURN_DEG = 1.5
 #: the files :func:`write_scene` writes
 SCENE_FILES = ("scene.ply", "scene.glb", "scene_points.ply")
@@ -190,7 +192,8 @@ def write_scene(out, source, count: int, intrinsics: Intrinsics | None, cameras,
     except ValueError:
         log.info("scene: not written, no posed frame has valid depth")
         return {"written": False, "reason": "no posed frame has valid depth"}
-    config = TSDFSettings(voxel_size=voxel, max_blocks=max_blocks, **{"reference_depth": median, **settings})
+    config = TSDFSettings(voxel_size=voxel, max_blocks=max_blocks,
+                          **{"reference_depth": median, "max_depth": MAX_DEPTH_RATIO * median, **settings})
     views = set(select_views(poses, median, move=VIEW_MOVE, turn_deg=VIEW_TURN_DEG))
 
     def frames(with_colour: bool) -> Iterator[FusionFrame]:

@@ -49,7 +49,8 @@ class TSDFSettings:
     are not fused; ``min_weight``: a voxel counts as observed from this summed confidence on;
     ``max_blocks``: the memory cap (each block is 512 voxels of 18 bytes); ``reference_depth``:
     when set, an observation's weight is its confidence times ``(reference_depth / depth)^2``
-    (depth from motion errs in proportion to depth squared, so nearer views count more)."""
+    (depth from motion errs in proportion to depth squared, so nearer views count more);
+    ``max_depth``: pixels deeper than this are left out (far depth is coarse and would spend blocks)."""
 
     voxel_size: float
     truncation: float = 4.0
@@ -57,6 +58,7 @@ class TSDFSettings:
     min_weight: float = 1.0
     max_blocks: int = 20000
     reference_depth: float | None = None
+    max_depth: float | None = None
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.voxel_size) and self.voxel_size > 0):
@@ -196,6 +198,8 @@ class TSDFVolume:
         d = np.asarray(depth, np.float32)
         c = np.ones_like(d) if confidence is None else np.asarray(confidence, np.float32)
         valid = np.isfinite(d) & (d > 0) & (c >= self.settings.min_confidence)
+        if self.settings.max_depth is not None:
+            valid &= d <= self.settings.max_depth
         return np.where(valid, d, 0.0).astype(np.float32), np.where(valid, c, 0.0).astype(np.float32)
 
     def integrate(self, depth: np.ndarray, confidence: np.ndarray | None, image: np.ndarray | None,
