@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--side-by-side", action="store_true", help="put the input beside the depth in depth_vis.mp4")
     run.add_argument("--cmap", default="inferno", choices=sorted(COLORMAPS), help="colour map of depth_vis.mp4")
     run.add_argument("--points", action="store_true", help="write points/NNNNNN.ply per frame")
+    run.add_argument("--no-scene", action="store_true",
+                     help="skip the fused scene (scene.ply, scene.glb, scene_points.ply)")
     run.add_argument("--points-stride", type=int, default=2, help="take every N-th pixel for point clouds")
     run.add_argument("--fov", type=float, help="known horizontal field of view in degrees")
     run.add_argument("--intrinsics", type=_intrinsics, help="known fx,fy,cx,cy in pixels of the input")
@@ -136,7 +138,7 @@ def _run_options(args: argparse.Namespace, intr: Intrinsics | None) -> RunOption
         start=args.start, stop=args.stop,
         stride=args.stride, output_res=args.output_res, formats=tuple(args.formats or ("npy",)),
         png_scale=args.png_scale, npz=not args.no_npz, vis=not args.no_vis, side_by_side=args.side_by_side,
-        cmap=args.cmap, points=args.points, points_stride=args.points_stride, hfov_deg=args.fov, intrinsics=intr,
+        cmap=args.cmap, points=args.points, points_stride=args.points_stride, scene=not args.no_scene, hfov_deg=args.fov, intrinsics=intr,
         metric_hint=args.metric_hint, device=args.device, overwrite=args.overwrite, progress_bar=not args.quiet,
     )
 

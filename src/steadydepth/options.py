@@ -22,7 +22,7 @@ __all__ = ["RunOptions", "PRESETS", "METRIC_HINT_RANGE", "cli_names", "option_te
 
 #: option field -> the command-line flag that sets it (fields not listed are spelt ``--field-name``)
 CLI_FLAGS: dict[str, str] = {"hfov_deg": "--fov", "formats": "--format", "npz": "--no-npz", "vis": "--no-vis",
-                             "progress_bar": "--quiet"}
+                             "progress_bar": "--quiet", "scene": "--no-scene"}
 
 #: accepted ``--metric-hint`` values in metres (a millimetre-sized scene up to a 1000 km path)
 METRIC_HINT_RANGE = (1e-3, 1e6)
@@ -72,7 +72,8 @@ class RunOptions:
     depth is metric). ``metric_hint``: ``"depth=2.5"`` (median depth of the first frame, in
     metres) or ``"travel=1.2"`` (camera path length over the clip, metres).
     ``temporal_radius``: neighbours on each side fused into each frame's depth through the
-    cameras (0 turns the temporal fusion off).
+    cameras (0 turns the temporal fusion off). ``scene``: fuse every posed frame into
+    ``scene.ply`` / ``scene.glb`` / ``scene_points.ply`` (:mod:`steadydepth.scene.fused_scene`).
     """
 
     prior: str = "auto"
@@ -91,6 +92,7 @@ class RunOptions:
     cmap: str = "inferno"
     points: bool = False
     points_stride: int = 2
+    scene: bool = True
     hfov_deg: float | None = None
     intrinsics: Intrinsics | None = None
     metric_hint: str | None = None
@@ -121,6 +123,8 @@ class RunOptions:
         _check_int(out.max_res, "max_res", 32, "pixels")
         _check_int(out.temporal_radius, "temporal_radius", 0, "frames", high=30)
         _check_int(out.points_stride, "points_stride", 1, "pixels")
+        if not isinstance(out.scene, bool):
+            raise InputError(f"{option_text('scene', out.scene)}: must be True or False (the fused scene on or off)")
         if out.output_res not in ("input", "processing"):
             raise InputError(f"{option_text('output_res', out.output_res)}: must be 'input' or 'processing'")
         if not _finite(out.png_scale) or out.png_scale <= 0:

@@ -13,6 +13,9 @@ Layout (a public contract; other tools read it)::
     OUTDIR/cameras.json            intrinsics + camera-to-world pose per frame (null where unknown)
     OUTDIR/colmap/                 cameras.txt, images.txt, points3D.txt (when SfM ran)
     OUTDIR/sparse.ply              SfM points (when SfM ran)
+    OUTDIR/scene.ply               fused scene: coloured triangle mesh, world coordinates (when poses exist)
+    OUTDIR/scene.glb               the same mesh as binary glTF (node turned 180 deg about x: y up)
+    OUTDIR/scene_points.ply        the fused scene as points, one per surface voxel
     OUTDIR/run.json                versions, options, timings per stage, frame count, warnings, status
     OUTDIR/.resume/                until the run completes: what resuming it needs (see steadydepth.resume)
     OUTDIR/.previous/              with --overwrite: the run being replaced, until this run writes its
@@ -46,7 +49,8 @@ log = logging.getLogger(__name__)
 
 #: entries whose presence means "this folder already holds a run"
 RUN_MARKERS = ("run.json", "depth.npz", *(folder for folder, _ in DEPTH_FORMATS.values()), "confidence",
-               "points", "depth_vis.mp4", "cameras.json", "colmap", "sparse.ply", ".work", ".resume")
+               "points", "depth_vis.mp4", "cameras.json", "colmap", "sparse.ply", "scene.ply", "scene.glb",
+               "scene_points.ply", ".work", ".resume")
 #: where :meth:`OutputFolder.prepare` keeps the run being replaced until the new one writes a frame
 PREVIOUS = ".previous"
 

@@ -208,13 +208,20 @@ def _output_intrinsics(cameras: Cameras | None, opts: RunOptions, size: tuple[in
 
 def _write_clip_outputs(out: OutputFolder, opts: RunOptions, source: FrameSource, count: int, size: tuple[int, int],
                         units: str, frame_indices: list[int], cameras: Cameras | None,
-                        intr_out: Intrinsics | None, state: RunState, done: set[str]) -> None:
-    """The outputs written at the end of a run: depth.npz, cameras, points, visualisation; those in
-    ``done`` (written before the run being resumed was interrupted) are skipped, each one
-    finished is recorded in ``state``."""
+                        intr_out: Intrinsics | None, state: RunState, done: set[str]) -> dict:
+    """The outputs written at the end of a run: depth.npz, cameras, points, visualisation, the fused
+    scene; those in ``done`` (written before the run being resumed was interrupted) are skipped, each
+    one finished is recorded in ``state``. Returns what goes to ``run.json`` besides (``scene``)."""
     from .exports import write_cameras, write_points, write_visualisation
 
     out_w, out_h = size
+    extras: dict = {}
+
+    def scene() -> None:
+        from .scene.fused_scene import write_scene
+
+        extras["scene"] = write_scene(out, source, count, intr_out, cameras, units, progress_bar=opts.progress_bar)
+
     steps = {
         "depth.npz": (opts.npz, lambda: out.write_npz(count, (out_h, out_w), units=units, frame_indices=frame_indices,
                                                       cameras=cameras, intrinsics=intr_out)),
@@ -223,11 +230,13 @@ def _write_clip_outputs(out: OutputFolder, opts: RunOptions, source: FrameSource
                                                      stride=opts.points_stride)),
         "vis": (opts.vis, lambda: write_visualisation(out, source, count, fps=source.fps or 24.0, cmap=opts.cmap,
                                                       side_by_side=opts.side_by_side)),
+        "scene": (opts.scene, scene),
     }
     for name, (wanted, write) in steps.items():
         if wanted and name not in done:
             write()
             state.mark_output(name)
+    return extras
 
 
 # Long on purpose: the run reads top to bottom as its stages (cameras, depth, clip alignment,
@@ -393,8 +402,8 @@ def estimate(
 
         # -- outputs at the end of the run ----------------------------------------------------------
         t0 = time.perf_counter()
-        _write_clip_outputs(out, opts, source, count, (out_w, out_h), units, frame_indices, cameras, intr_out,
-                            state, plan.outputs_done if plan is not None else set())
+        run_info.update(_write_clip_outputs(out, opts, source, count, (out_w, out_h), units, frame_indices, cameras,
+                                            intr_out, state, plan.outputs_done if plan is not None else set()))
         timings["outputs"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - started
         out.cleanup()
