@@ -60,6 +60,8 @@ class LayeredImage:
     layers: list[MeshLayer]
     bg_colour: np.ndarray
     bg_depth: np.ndarray
+    #: the padded colour grids the layers' vertices come from (uint8 ``(H + 2 pad, W + 2 pad, 3)``)
+    grids: list[np.ndarray]
 
 
 def fill_depth_from_background(depth: np.ndarray, hole: np.ndarray, *, max_iter: int = 64) -> np.ndarray:
@@ -230,7 +232,8 @@ def build_layers(image: np.ndarray, depth: np.ndarray, K: np.ndarray, pose_c2w: 
     attrs0 = np.concatenate([cimg.reshape(-1, 3).astype(np.float32) / 255.0, alpha0.reshape(-1, 1),
                              np.full((h * w, 1), CONF_SEEN, np.float32)], 1)
     tris0 = grid_triangles(np.ones((h, w), bool), cut_x, cut_y, _diag_ok(dpad, cut_x, cut_y, edge))
-    layers = [MeshLayer(pts0, attrs0, tris0, pose, "image")]
+    layers = [MeshLayer(pts0, attrs0, tris0, pose, "image", np.arange(h * w, dtype=np.int64))]
+    grids = [cimg]
     if F.any():
         # the band and a 2-pixel rim around it (the original background pixels, so the band joins them)
         rim = (cv2.dilate(F.astype(np.uint8), _disk(2)) > 0) & ~F
@@ -248,8 +251,9 @@ def build_layers(image: np.ndarray, depth: np.ndarray, K: np.ndarray, pose_c2w: 
         ids = np.unique(tris1)
         remap = np.full(h * w, -1, np.int64)
         remap[ids] = np.arange(ids.size)
-        layers.append(MeshLayer(pts1[ids], attrs1[ids], remap[tris1], pose, "background"))
+        layers.append(MeshLayer(pts1[ids], attrs1[ids], remap[tris1], pose, "background", ids))
+        grids.append(cl)
     log.debug("LDI: %d image triangles, background band %.1f %% of the pixels (%.1f %% from other frames)",
               len(tris0), 100.0 * F.mean(), 100.0 * known.mean())
     return LayeredImage(image=img, depth=d0, K=np.asarray(K, np.float64), pose_c2w=pose, pad=pad, band_mask=F,
-                        edge_mask=near, layers=layers, bg_colour=bg_colour, bg_depth=bg_depth)
+                        edge_mask=near, layers=layers, bg_colour=bg_colour, bg_depth=bg_depth, grids=grids)

@@ -33,7 +33,8 @@ class MeshLayer:
 
     ``points`` ``(N, 3)`` float32 camera-frame points of the used vertices; ``attrs`` ``(N, C)``
     float32 per-vertex attributes (colour first, then alpha, then anything else);
-    ``triangles`` ``(M, 3)`` int64 indices into ``points``; ``pose_c2w`` the source camera.
+    ``triangles`` ``(M, 3)`` int64 indices into ``points``; ``pose_c2w`` the source camera;
+    ``pixels`` ``(N,)`` where each vertex sits in the source's pixel grid.
     """
 
     points: np.ndarray
@@ -41,6 +42,8 @@ class MeshLayer:
     triangles: np.ndarray
     pose_c2w: np.ndarray
     name: str = "layer"
+    #: flat index of each vertex in the source's (padded) pixel grid (None: not from a grid)
+    pixels: np.ndarray | None = None
 
 
 @dataclass
