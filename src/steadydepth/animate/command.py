@@ -348,7 +348,8 @@ def _animate(out_dir: str | Path, o: AnimateOptions) -> dict:
     reanchored = 0
     prev = None
     try:
-        with VideoWriter(out / "animation.mp4", o.fps) as video, Progress("animate", n, bar=o.progress_bar) as prog:
+        with VideoWriter(out / "animation.mp4", o.fps) as video, Progress("animate", n, bar=o.progress_bar) as prog, \
+                _Writer() as writer:
             for i in range(n):
                 pose = world @ poses[i]
                 dist = [_distance(pose, a.ldi.pose_c2w, a.near) for a in anchors]
@@ -368,9 +369,7 @@ def _animate(out_dir: str | Path, o: AnimateOptions) -> dict:
                     if len(anchors) > MAX_ANCHORS:
                         del anchors[1]
                     reanchored += 1
-                _write_png(frames_dir / f"{i:06d}.png", view.image)
-                video.write(view.image)
-                scratch.write_frame(i, view.depth, view.confidence)
+                writer.submit(_write_outputs, frames_dir / f"{i:06d}.png", video, scratch, i, view)
                 if prev is not None:
                     flicker_pairs.append(_frame_flicker(prev, view.image))
                 prev = view.image
@@ -391,6 +390,39 @@ def _animate(out_dir: str | Path, o: AnimateOptions) -> dict:
     log.info("wrote %d frames to %s in %.1f s (%.2f %% of the pixels filled, %d re-anchored views)", n, out,
              summary["seconds"], 100.0 * summary["uncovered_mean"], reanchored)
     return summary
+
+
+def _write_outputs(png: Path, video, scratch, i: int, view: RenderedView) -> None:
+    _write_png(png, view.image)
+    video.write(view.image)
+    scratch.write_frame(i, view.depth, view.confidence)
+
+
+class _Writer:
+    """Writes each frame's files on one background thread while the next frame renders (encoders
+    and the rasteriser release the GIL); at most two frames wait, so memory stays flat."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="animate-writer")
+        self._pending: list = []
+
+    def submit(self, fn, *args) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+        while len(self._pending) > 2:
+            self._pending.pop(0).result()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                for f in self._pending:
+                    f.result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _frame_flicker(a: np.ndarray, b: np.ndarray) -> float:

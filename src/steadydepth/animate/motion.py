@@ -5,10 +5,9 @@ its border so nothing from outside is dragged in) moves the texture. A loop of `
 made of two streams integrated in opposite directions and blended:
 
 * forwards from frame 0: ``I_f(t, x) = I_0(A_t(x))``, ``A_t`` the point that flowed to ``x`` in
-  ``t`` steps (``A_t = A_{t-1}(x - v(x))``, Euler steps back along the flow);
+  ``t`` steps (Euler steps back along the flow);
 * backwards from frame ``N`` (which is frame 0 again): ``I_b(t, x) = I_0(B_t(x))``, ``B_t`` where
-  the texture at ``x`` will be after ``N - t`` steps (``B_0`` is ``N`` forward steps, then the same
-  recurrence as ``A``);
+  the texture at ``x`` will be after ``N - t`` Euler steps forwards (``B_N`` is the identity);
 * ``I(t) = (1 - t/N) I_f + (t/N) I_b``, so ``I(0) = I(N) = I_0``: the loop has no seam.
 
 The moving colours are given to the layers of the layered depth image before each view is
@@ -55,8 +54,11 @@ class LoopingMotion:
     """The looping animation of ``images`` (a list of ``(H, W, C)`` float32 arrays sharing one
     grid, e.g. a layered image's layers) under ``flow`` ``(H, W, 2)`` over ``num_frames`` frames.
 
-    :meth:`frame` must be called with ``t = 0, 1, 2, ...`` in order (the integration is
-    incremental: memory does not grow with the loop length); ``t = num_frames`` gives frame 0.
+    Positions are integrated by Euler steps of the field, ``A <- A - v(A)`` backwards and
+    ``P <- P + v(P)`` forwards. :meth:`frame` must be called with ``t = 0, 1, 2, ...`` in order; the
+    backward stream ``A_t`` is kept incrementally, the forward positions ``F^(N-t)`` are rebuilt
+    from checkpoints stored every ``c = ceil(sqrt(N))`` steps (``c`` maps in memory, ``c / 2``
+    steps per frame on average). ``t = num_frames`` gives exactly frame 0.
     """
 
     def __init__(self, images: list[np.ndarray], flow: np.ndarray, num_frames: int) -> None:
@@ -66,13 +68,14 @@ class LoopingMotion:
         h, w = flow.shape[:2]
         gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
         self._grid = np.stack([gx, gy], -1)
-        self._back = self._grid - self.flow  # x - v(x): one Euler step back
-        fwd = self._grid.copy()
-        for _ in range(self.n):  # B_0: where the texture at x is after N forward steps
-            step = fwd + self._sample(self.flow, fwd)
-            fwd = step
+        self._c = int(np.ceil(np.sqrt(self.n)))
+        self._checkpoints = []
+        pos = self._grid.copy()
+        for k in range(self.n + 1):
+            if k % self._c == 0:
+                self._checkpoints.append(pos.copy())
+            pos = pos + self._sample(self.flow, pos)
         self._A = self._grid.copy()
-        self._B = fwd
         self._t = 0
         self.moving = np.abs(flow).sum(-1) > 0
 
@@ -80,25 +83,27 @@ class LoopingMotion:
     def _sample(img: np.ndarray, pos: np.ndarray) -> np.ndarray:
         return cv2.remap(img, pos[:, :, 0], pos[:, :, 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def _step(self) -> None:
-        self._A = self._sample(self._A, self._back)
-        self._B = self._sample(self._B, self._back)
-        self._t += 1
+    def _forward(self, k: int) -> np.ndarray:
+        """``F^k``: where the texture at each pixel is after ``k`` forward steps."""
+        pos = self._checkpoints[k // self._c]
+        for _ in range(k % self._c):
+            pos = pos + self._sample(self.flow, pos)
+        return pos
 
     def frame(self, t: int) -> list[np.ndarray]:
         """The images at loop time ``t`` (``0 <= t <= num_frames``, called in increasing order)."""
-        if t < self._t:
-            raise ValueError("LoopingMotion.frame: times must not decrease")
+        if t < self._t or t > self.n:
+            raise ValueError(f"LoopingMotion.frame: t must not decrease and be <= {self.n}")
         while self._t < t:
-            self._step()
-        a = min(1.0, self._t / self.n)
+            self._A = self._A - self._sample(self.flow, self._A)
+            self._t += 1
+        a = self._t / self.n
+        B = self._forward(self.n - self._t)
         out = []
         for im in self.images:
             f = self._sample(im, self._A)
-            b = self._sample(im, self._B)
-            mixed = (1.0 - a) * f + a * b
-            if mixed.ndim == 2:
-                mixed = mixed[:, :, None]
-            keep = im if im.ndim == 3 else im[:, :, None]
-            out.append(np.where(self.moving[:, :, None], mixed, keep).reshape(im.shape))
+            b = self._sample(im, B)
+            mixed = ((1.0 - a) * f + a * b).reshape(im.shape)
+            keep = self.moving if im.ndim == 2 else self.moving[:, :, None]
+            out.append(np.where(keep, mixed, im))
         return out

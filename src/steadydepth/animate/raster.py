@@ -59,27 +59,28 @@ class RenderResult:
 def _fragments(uv: torch.Tensor, inv_z: torch.Tensor, attrs: torch.Tensor, tris: torch.Tensor,
                width: int, height: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scan-convert triangles; returns ``(pixel index, z, attributes)`` of every fragment."""
-    u = uv[:, 0][tris]  # (M, 3)
-    v = uv[:, 1][tris]
-    xmin = torch.ceil(u.min(1).values)
-    xmax = torch.floor(u.max(1).values)
-    ymin = torch.ceil(v.min(1).values)
-    ymax = torch.floor(v.max(1).values)
-    xmin = xmin.clamp(min=0)
-    ymin = ymin.clamp(min=0)
-    xmax = xmax.clamp(max=width - 1)
-    ymax = ymax.clamp(max=height - 1)
+    t0, t1, t2 = tris[:, 0], tris[:, 1], tris[:, 2]
+    uu, vv = uv[:, 0], uv[:, 1]
+    u0, u1, u2 = uu[t0], uu[t1], uu[t2]
+    v0, v1, v2 = vv[t0], vv[t1], vv[t2]
+    xmin = torch.ceil(torch.minimum(torch.minimum(u0, u1), u2)).clamp_(min=0)
+    xmax = torch.floor(torch.maximum(torch.maximum(u0, u1), u2)).clamp_(max=width - 1)
+    ymin = torch.ceil(torch.minimum(torch.minimum(v0, v1), v2)).clamp_(min=0)
+    ymax = torch.floor(torch.maximum(torch.maximum(v0, v1), v2)).clamp_(max=height - 1)
     nx = xmax - xmin + 1
     ny = ymax - ymin + 1
     side = torch.maximum(nx, ny)
-    area = (u[:, 1] - u[:, 0]) * (v[:, 2] - v[:, 0]) - (u[:, 2] - u[:, 0]) * (v[:, 1] - v[:, 0])
+    area = (u1 - u0) * (v2 - v0) - (u2 - u0) * (v1 - v0)
     keep = (nx >= 1) & (ny >= 1) & (area.abs() > 1e-9)
+    kept = torch.nonzero(keep).squeeze(1)
+    side_k = side[kept]
+    u = torch.stack([u0[kept], u1[kept], u2[kept]], 1)
+    v = torch.stack([v0[kept], v1[kept], v2[kept]], 1)
+    xmin, xmax, ymin, ymax, area, tris = xmin[kept], xmax[kept], ymin[kept], ymax[kept], area[kept], tris[kept]
     pix_all, z_all, a_all = [], [], []
-    lo = 0
-    for s in _CLASSES:
-        sel = keep & (side > lo) & (side <= s)
-        lo = s
-        idx = torch.nonzero(sel).squeeze(1)
+    cls = torch.bucketize(side_k, torch.tensor(_CLASSES, dtype=side_k.dtype))
+    for ci, s in enumerate(_CLASSES):
+        idx = torch.nonzero(cls == ci).squeeze(1)
         if idx.numel() == 0:
             continue
         oy, ox = torch.meshgrid(torch.arange(s, dtype=uv.dtype), torch.arange(s, dtype=uv.dtype), indexing="ij")
@@ -95,8 +96,7 @@ def _fragments(uv: torch.Tensor, inv_z: torch.Tensor, attrs: torch.Tensor, tris:
         r, c = torch.nonzero(ok, as_tuple=True)
         if r.numel() == 0:
             continue
-        t = idx[r]
-        vi = tris[t]  # (F, 3)
+        vi = tris[idx[r]]  # (F, 3)
         b = torch.stack([w0[r, c], w1[r, c], w2[r, c]], dim=1).clamp(min=0)
         b = b / b.sum(1, keepdim=True)
         iz = inv_z[vi]  # (F, 3)
