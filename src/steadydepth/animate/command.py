@@ -11,7 +11,7 @@ Outputs in ``OUTDIR`` (every file written under a temporary name and renamed):
 Long paths: each frame is rendered from the *anchor* (a layered depth image) nearest to its
 camera. The input view is the first anchor; when a frame's camera is farther from its nearest
 anchor than ``reanchor`` times that anchor's near depth (10th percentile) in translation, or 20
-degrees in rotation, or the render left more than 1 % of the pixels uncovered, that rendered
+degrees in rotation, or the render left more than 2 % of the pixels uncovered, that rendered
 frame (image and depth) becomes a new anchor for the frames after it. At most four anchors are
 kept (the input view and the three newest).
 """
@@ -173,10 +173,25 @@ def _prior_depth(spec: str, image: np.ndarray, device: str) -> np.ndarray:
         lo, hi = np.percentile(values[valid], [2, 98])
         s = np.clip((values - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
         values = np.where(valid, 1.0 / (0.1 + 0.9 * s), 0.0).astype(np.float32)
-    return sharpen_depth_edges(values)
+    return sharpen_depth_edges(smooth_prior_depth(values))
 
 
-def sharpen_depth_edges(depth: np.ndarray, *, ratio: float = 1.05, passes: int = 3) -> np.ndarray:
+def smooth_prior_depth(depth: np.ndarray) -> np.ndarray:
+    """A learned model's depth at the picture's size is often blocky (a low-resolution output
+    upsampled): its disparity is smoothed by a Gaussian (sigma 1.5 px) and a bilateral filter
+    (5 % of the disparity range) so that only real edges stay steep. Zeros (invalid) stay zero."""
+    valid = depth > 0
+    disp = np.where(valid, 1.0 / np.maximum(depth, 1e-9), 0.0).astype(np.float32)
+    if not valid.any():
+        return depth
+    fill = float(np.median(disp[valid]))
+    d = cv2.GaussianBlur(np.where(valid, disp, fill).astype(np.float32), (0, 0), 1.5)
+    span = float(np.percentile(d[valid], 98) - np.percentile(d[valid], 2)) or 1.0
+    d = cv2.bilateralFilter(d, 9, 0.05 * span, 3.0)
+    return np.where(valid & (d > 0), 1.0 / np.maximum(d, 1e-9), 0.0).astype(np.float32)
+
+
+def sharpen_depth_edges(depth: np.ndarray, *, ratio: float = 1.12, passes: int = 3) -> np.ndarray:
     """Turn the soft ramps a learned model puts at depth edges into steps: where the 3x3 range
     exceeds ``ratio``, each pixel takes the local minimum or maximum, whichever is closer
     (``passes`` times). Zeros (invalid) stay zero."""
@@ -206,7 +221,7 @@ def _band_width(o: AnimateOptions, depth: np.ndarray, fx: float, travel: float, 
     d = depth[depth > 0]
     d2, d98 = np.percentile(d, [2, 98])
     width = fx * travel * (1.0 / d2 - 1.0 / d98) + 4.0
-    return int(np.clip(np.ceil(width), 6, max(6, size // 6)))
+    return int(np.clip(np.ceil(width), 6, max(6, size // 10)))
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
@@ -364,7 +379,7 @@ def _animate(out_dir: str | Path, o: AnimateOptions) -> dict:
                 frac = float(view.uncovered.mean())
                 uncovered.append(frac)
                 t_d, r_d = dist[j]
-                if (t_d > o.reanchor or r_d > 20.0 or frac > 0.01) and i + 1 < n and motion is None:
+                if (t_d > o.reanchor or r_d > 20.0 or frac > 0.02) and i + 1 < n and motion is None:
                     anchors.append(make_anchor(view.image, view.depth, pose, False))
                     if len(anchors) > MAX_ANCHORS:
                         del anchors[1]

@@ -8,12 +8,12 @@ mirrored, depth repeated) so that a camera that moves a little sees no empty bor
 * Discontinuities: two 4-neighbours whose depths differ by more than the ratio ``1 + edge``.
   Triangles touching such a pair are cut from the image layer (no rubber sheets).
 * Background band ``F``: pixels on the near side of a discontinuity, within ``band`` pixels of
-  it, that are nearer than ``1/(1 + edge)`` of the farthest depth within ``band`` pixels.
+  it, that are nearer than ``1/(1 + edge)`` of the farthest depth within ``band`` pixels (square window).
 * Its colour is inpainted with OpenCV (Telea) with a wider band (``3 * band``) of the foreground
   masked, so that the fill of ``F`` comes from the background side of the edge and not from the
   foreground object; its depth grows in from the background side only
   (:func:`fill_depth_from_background`: each pass takes the largest neighbouring depth), and is
-  kept behind the foreground (``>= (1 + 2 edge)`` times it). ``fill_band`` can replace the inpainting (see
+  kept behind the foreground (``>= (1 + edge / 2)`` times it). ``fill_band`` can replace the inpainting (see
   :mod:`~steadydepth.animate.clip_fill`).
 * Soft edges: image-layer vertices on the near side of a cut have alpha ``edge_alpha``.
 """
@@ -65,26 +65,29 @@ class LayeredImage:
 
 
 def fill_depth_from_background(depth: np.ndarray, hole: np.ndarray, *, max_iter: int = 64) -> np.ndarray:
-    """Fill ``hole`` pixels (and depth <= 0) of ``depth`` ``(H, W)`` from the background side: each
-    pass gives a hole pixel the largest valid depth among its 8 neighbours (holes at depth edges
-    are disocclusions, and what appears there is the farther surface). Past ``max_iter`` passes the
-    rest takes the nearest valid pixel. Returns a new float32 map with no zeros (unless the map
-    has no valid pixel at all)."""
-    d = np.where(hole | ~(depth > 0) | ~np.isfinite(depth), 0.0, depth).astype(np.float32)
-    if not (d > 0).any():
+    """Fill ``hole`` pixels (and depth <= 0) of ``depth`` ``(H, W)`` from the background side: a hole
+    pixel takes the largest valid depth within ``r`` pixels (a square window), for the smallest
+    ``r`` in 1, 2, 4, ... that has one (holes at depth edges are disocclusions, and what appears
+    there is the farther surface). Beyond ``max_iter`` pixels the rest takes the nearest valid
+    pixel. Returns a new float32 map with no zeros (unless the map has no valid pixel at all)."""
+    valid = ~hole & (depth > 0) & np.isfinite(depth)
+    src = np.where(valid, depth, 0.0).astype(np.float32)
+    d = src.copy()
+    if not valid.any():
         return d
-    kernel = np.ones((3, 3), np.uint8)
-    for _ in range(max_iter):
-        empty = d <= 0
-        if not empty.any():
-            return d
-        grown = cv2.dilate(d, kernel)
-        d = np.where(empty, grown, d)
-    empty = d <= 0
+    filled = valid.copy()
+    r = 1
+    while not filled.all() and r <= max_iter:
+        grown = cv2.dilate(src, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1)))
+        new = ~filled & (grown > 0)
+        d[new] = grown[new]
+        filled |= new
+        r *= 2
+    empty = ~filled
     if empty.any():
         _, labels = cv2.distanceTransformWithLabels(empty.astype(np.uint8), cv2.DIST_L2, 5,
                                                     labelType=cv2.DIST_LABEL_PIXEL)
-        ys, xs = np.nonzero(~empty)
+        ys, xs = np.nonzero(filled)
         lut = np.zeros(labels.max() + 1, np.float32)
         lut[labels[ys, xs]] = d[ys, xs]
         d = np.where(empty, lut[labels], d)
@@ -172,15 +175,22 @@ def _camera_points(depth: np.ndarray, K: np.ndarray, pad: int) -> np.ndarray:
     return np.stack([x * depth, y * depth, depth], -1).reshape(-1, 3).astype(np.float32)
 
 
-def _disk(radius: int) -> np.ndarray:
+def _square(radius: int) -> np.ndarray:
     r = max(1, int(radius))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1))
+
+
+def _within(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels within ``radius`` (Euclidean) of a ``mask`` pixel."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5) <= radius
 
 
 def background_band(depth: np.ndarray, near: np.ndarray, band: int, edge: float) -> np.ndarray:
     """The band ``F`` (see module docstring) of a filled ``depth`` ``(H, W)`` for band width ``band``."""
-    far = cv2.dilate(depth, _disk(band))
-    grown = cv2.dilate(near.astype(np.uint8), _disk(band)) > 0
+    far = cv2.dilate(depth, _square(band))
+    grown = _within(near, band)
     return grown & (depth * (1.0 + edge) < far)
 
 
@@ -193,7 +203,7 @@ def inpaint_background(image: np.ndarray, depth: np.ndarray, near: np.ndarray, b
     mask = wide.astype(np.uint8)
     colour = cv2.inpaint(image, mask, 5, cv2.INPAINT_TELEA)
     bg_depth = fill_depth_from_background(depth, F, max_iter=2 * band + 2)
-    bg_depth = np.maximum(bg_depth, depth * (1.0 + 2.0 * edge))
+    bg_depth = np.maximum(bg_depth, depth * (1.0 + 0.5 * edge))
     return colour, bg_depth, F
 
 
@@ -223,7 +233,7 @@ def build_layers(image: np.ndarray, depth: np.ndarray, K: np.ndarray, pose_c2w: 
         c2, d2, known = fill_band(cimg, dpad, F, near)
         known = known & F
         bg_colour = np.where(known[:, :, None], c2, bg_colour)
-        bg_depth = np.where(known, np.maximum(d2, dpad * (1.0 + 2.0 * edge)), bg_depth)
+        bg_depth = np.where(known, np.maximum(d2, dpad * (1.0 + 0.5 * edge)), bg_depth)
     else:
         known = np.zeros_like(F)
     h, w = dpad.shape
@@ -236,7 +246,7 @@ def build_layers(image: np.ndarray, depth: np.ndarray, K: np.ndarray, pose_c2w: 
     grids = [cimg]
     if F.any():
         # the band and a 2-pixel rim around it (the original background pixels, so the band joins them)
-        rim = (cv2.dilate(F.astype(np.uint8), _disk(2)) > 0) & ~F
+        rim = _within(F, 2.0) & ~F
         dl = np.where(F, bg_depth, dpad).astype(np.float32)
         cl = np.where(F[:, :, None], bg_colour, cimg)
         used = F | rim
