@@ -132,18 +132,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes, shorter animation")
     ap.add_argument("--pipeline", action="store_true", help="also from a run made by 'steadydepth run --preset fast'")
+    ap.add_argument("--parts", default="views,speed,run", help="comma-separated: views, speed, run")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     torch.set_num_threads(1)
     rows = []
-    for motion, step in (("orbit", 1), ("orbit", 4), ("walk", 1), ("forward", 2)):
-        rows += novel_views(320 if args.quick else 640, 180 if args.quick else 360, motion, step)
-    print("novel views from frame 0 (exact depth, true cameras)")
-    print(_table(rows, ["clip", "frame", "baseline m", "PSNR seen", "PSNR all", "SSIM all", "seen %", "uncovered %"]))
+    if "views" in parts:
+        for motion, step in (("orbit", 1), ("orbit", 4), ("walk", 1), ("forward", 2)):
+            rows += novel_views(320 if args.quick else 640, 180 if args.quick else 360, motion, step)
+        print("novel views from frame 0 (exact depth, true cameras)")
+        print(_table(rows, ["clip", "frame", "baseline m", "PSNR seen", "PSNR all", "SSIM all", "seen %",
+                            "uncovered %"]))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        print("\nspeed (1 torch thread)")
-        s = speed(24 if args.quick else 120, tmp)
-        print(_table([s], list(s)))
+        if "speed" in parts:
+            print("\nspeed (1 torch thread)")
+            s = speed(24 if args.quick else 120, tmp)
+            print(_table([s], list(s)))
+        if "run" not in parts:
+            return
         from steadydepth.synthetic import render_clip
 
         clip = render_clip(41, 320, 240, motion="orbit")

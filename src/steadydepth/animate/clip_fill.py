@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..types import Intrinsics
-from .layers import discontinuities, fill_depth_from_background, grid_triangles, _camera_points, _diag_ok
+from .layers import discontinuities, fill_depth_from_background, grid_triangles, camera_points, diagonal_ok
 from .raster import MeshLayer, rasterize_layers
 
 __all__ = ["RunFrame", "read_run", "clip_band_filler", "pick_neighbours"]
@@ -134,9 +134,9 @@ def _mesh(frame: RunFrame, K: np.ndarray, edge: float) -> MeshLayer:
     d = fill_depth_from_background(frame.depth, np.zeros(frame.depth.shape, bool))
     cut_x, cut_y, _ = discontinuities(d, edge)
     h, w = d.shape
-    tris = grid_triangles(frame.depth > 0, cut_x, cut_y, _diag_ok(d, cut_x, cut_y, edge))
+    tris = grid_triangles(frame.depth > 0, cut_x, cut_y, diagonal_ok(d, cut_x, cut_y, edge))
     attrs = frame.image.reshape(-1, 3).astype(np.float32) / 255.0
-    return MeshLayer(_camera_points(d, K, 0), attrs, tris, frame.pose_c2w, "neighbour")
+    return MeshLayer(camera_points(d, K, 0), attrs, tris, frame.pose_c2w, "neighbour")
 
 
 def clip_band_filler(start: RunFrame, neighbours: list[RunFrame], K: np.ndarray, *, edge: float = 0.04,

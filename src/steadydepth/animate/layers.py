@@ -30,6 +30,7 @@ import numpy as np
 from .raster import MeshLayer
 
 __all__ = ["LayeredImage", "build_layers", "discontinuities", "fill_depth_from_background", "grid_triangles",
+           "camera_points", "diagonal_ok",
            "ATTRS"]
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def grid_triangles(valid: np.ndarray, cut_x: np.ndarray | None = None, cut_y: np
     return np.concatenate([t1, t2], 0)
 
 
-def _diag_ok(depth: np.ndarray, cut_x: np.ndarray, cut_y: np.ndarray, edge: float) -> np.ndarray:
+def diagonal_ok(depth: np.ndarray, cut_x: np.ndarray, cut_y: np.ndarray, edge: float) -> np.ndarray:
     """A quad's diagonal ``(i, j+1)-(i+1, j)`` is cut when one of the quad's sides is cut and the
     diagonal's two depths differ by more than the ratio ``1 + edge`` (a corner of an edge)."""
     b, c = depth[:-1, 1:], depth[1:, :-1]
@@ -163,7 +164,7 @@ def _diag_ok(depth: np.ndarray, cut_x: np.ndarray, cut_y: np.ndarray, edge: floa
     return ~(side & (np.maximum(b, c) > (1.0 + edge) * np.minimum(b, c)))
 
 
-def _camera_points(depth: np.ndarray, K: np.ndarray, pad: int) -> np.ndarray:
+def camera_points(depth: np.ndarray, K: np.ndarray, pad: int) -> np.ndarray:
     """Camera-frame points ``(H*W, 3)`` of a padded depth grid whose pixel (0, 0) is source pixel (-pad, -pad)."""
     h, w = depth.shape
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -237,11 +238,11 @@ def build_layers(image: np.ndarray, depth: np.ndarray, K: np.ndarray, pose_c2w: 
     else:
         known = np.zeros_like(F)
     h, w = dpad.shape
-    pts0 = _camera_points(dpad, K, pad)
+    pts0 = camera_points(dpad, K, pad)
     alpha0 = np.where(near, edge_alpha, 1.0).astype(np.float32)
     attrs0 = np.concatenate([cimg.reshape(-1, 3).astype(np.float32) / 255.0, alpha0.reshape(-1, 1),
                              np.full((h * w, 1), CONF_SEEN, np.float32)], 1)
-    tris0 = grid_triangles(np.ones((h, w), bool), cut_x, cut_y, _diag_ok(dpad, cut_x, cut_y, edge))
+    tris0 = grid_triangles(np.ones((h, w), bool), cut_x, cut_y, diagonal_ok(dpad, cut_x, cut_y, edge))
     layers = [MeshLayer(pts0, attrs0, tris0, pose, "image", np.arange(h * w, dtype=np.int64))]
     grids = [cimg]
     if F.any():
@@ -251,13 +252,13 @@ def build_layers(image: np.ndarray, depth: np.ndarray, K: np.ndarray, pose_c2w: 
         cl = np.where(F[:, :, None], bg_colour, cimg)
         used = F | rim
         cx1, cy1, _ = discontinuities(dl, edge)
-        tris1 = grid_triangles(used, cx1, cy1, _diag_ok(dl, cx1, cy1, edge))
+        tris1 = grid_triangles(used, cx1, cy1, diagonal_ok(dl, cx1, cy1, edge))
         # drop triangles made only of rim pixels (they duplicate the image layer)
         tris1 = tris1[F.ravel()[tris1].any(1)]
         conf = np.where(F, CONF_BACKGROUND, CONF_SEEN).astype(np.float32)
         attrs1 = np.concatenate([cl.reshape(-1, 3).astype(np.float32) / 255.0, np.ones((h * w, 1), np.float32),
                                  conf.reshape(-1, 1)], 1)
-        pts1 = _camera_points(dl, K, pad)
+        pts1 = camera_points(dl, K, pad)
         ids = np.unique(tris1)
         remap = np.full(h * w, -1, np.int64)
         remap[ids] = np.arange(ids.size)
