@@ -186,3 +186,18 @@ def test_from_run_fills_hidden_parts_from_the_clip(clip, tmp_path):
     assert _run(["-o", out, "--from-run", run, "--frame", 10, "--frames", 3, "--path", "swing"]) == 0
     with np.load(out / "depth.npz") as z:
         assert z["depth"].shape == (3, H, W)
+
+
+def test_learned_prior_gives_the_depth(picture, tmp_path):
+    model = Path(__file__).resolve().parents[3] / "shared" / "models" / "fastdepth" / "fast_depth_224.tflite"
+    if not model.is_file():
+        pytest.skip(f"{model} not found")
+    out = tmp_path / "prior"
+    code = _run([picture / "img.png", "-o", out, "--prior", f"tflite:{model}", "--frames", 3, "--path", "dolly-in"])
+    if code == 4:
+        pytest.skip("TFLite runtime not installed")
+    assert code == 0
+    with np.load(out / "depth.npz") as z:
+        d = z["depth"]
+    assert d.shape == (3, H, W) and (d > 0).all()
+    assert d[0].max() > 2 * d[0].min()  # the network's depth varies across the picture
