@@ -172,7 +172,7 @@ def _prior_depth(spec: str, image: np.ndarray, device: str) -> np.ndarray:
     if out.kind == "disparity":
         lo, hi = np.percentile(values[valid], [2, 98])
         s = np.clip((values - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
-        values = np.where(valid, 1.0 / (0.1 + 0.9 * s), 0.0).astype(np.float32)
+        values = np.where(valid, 1.0 / (0.2 + 0.8 * s), 0.0).astype(np.float32)
     return sharpen_depth_edges(smooth_prior_depth(values))
 
 
