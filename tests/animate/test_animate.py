@@ -201,3 +201,14 @@ def test_learned_prior_gives_the_depth(picture, tmp_path):
         d = z["depth"]
     assert d.shape == (3, H, W) and (d > 0).all()
     assert d[0].max() > 2 * d[0].min()  # the network's depth varies across the picture
+
+
+def test_long_path_restarts_from_the_last_rendered_view(picture, tmp_path):
+    from steadydepth.animate import AnimateOptions, animate
+
+    summary = animate(tmp_path / "long", AnimateOptions(
+        image=str(picture / "img.png"), depth=str(picture / "depth.npy"), fov=60.0, frames=8, path="dolly-in",
+        speed=4.0, reanchor=0.15, progress_bar=False))
+    assert summary["anchors_made"] >= 1
+    with np.load(tmp_path / "long" / "depth.npz") as z:
+        assert (z["depth"] > 0).all() and z["depth"].shape == (8, H, W)
