@@ -212,3 +212,14 @@ def test_long_path_restarts_from_the_last_rendered_view(picture, tmp_path):
     assert summary["anchors_made"] >= 1
     with np.load(tmp_path / "long" / "depth.npz") as z:
         assert (z["depth"] > 0).all() and z["depth"].shape == (8, H, W)
+
+
+def test_depth_from_a_16_bit_png(picture, tmp_path):
+    from steadydepth.io.depth_files import write_depth
+
+    write_depth(tmp_path / "d.png", np.load(picture / "depth.npy"), "png16", png_scale=1000.0)
+    out = tmp_path / "png"
+    assert _run([picture / "img.png", "-o", out, "--depth", tmp_path / "d.png", "--png-scale", 1000,
+                 "--frames", 2, "--path", "zoom"]) == 0
+    with np.load(out / "depth.npz") as z:
+        assert abs(float(np.median(z["depth"][0])) - float(np.median(np.load(picture / "depth.npy")))) < 0.01
