@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -69,7 +69,6 @@ class AnimateOptions:
     overwrite: bool = False
     progress_bar: bool = True
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
 
 def check_options(o: AnimateOptions) -> None:
@@ -322,7 +321,7 @@ def _animate(out_dir: str | Path, o: AnimateOptions) -> dict:
             n = len(poses)
     else:
         poses = make_path(o.path, n, depth, speed=o.speed)
-    p1, near, _ = scene_depths(depth)
+    _, near, _ = scene_depths(depth)
     travel = max(float(np.linalg.norm(p[:3, 3])) for p in poses)
     travel = min(travel, o.reanchor * near)
     K = intr.K
