@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .web.cli import add_web_commands
 
     add_web_commands(sub, common)
+    _add_animate_parser(sub, common)
     return parser
 
 
@@ -120,6 +121,46 @@ def _add_batch_parser(sub, common: argparse.ArgumentParser, run: argparse.Argume
     batch.add_argument("--address", help="join the Ray cluster at this address instead ('auto', HOST:PORT)")
     batch.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     batch.add_argument("--cpus-per-clip", type=float, default=1.0, help="CPUs Ray reserves for each clip")
+
+
+def _add_animate_parser(sub, common: argparse.ArgumentParser) -> None:
+    from .animate.paths import PATHS
+
+    an = sub.add_parser("animate", parents=[common], help="one picture (or a run's frame) to a 3D camera fly-through",
+                        epilog=exit_codes_help())
+    an.add_argument("image", nargs="?", help="the picture (png, jpg, exr, ...); omit with --from-run")
+    an.add_argument("-o", "--output", required=True, help="output folder")
+    an.add_argument("--depth", help="z-depth of the picture: .npy, 16-bit .png (see --png-scale), .exr, .pfm, .tif")
+    an.add_argument("--png-scale", type=float, default=1000.0, help="16-bit PNG depth = value / scale (default 1000)")
+    an.add_argument("--prior", help="a learned depth prior for the picture (tflite:FILE, hf:MODEL, onnx:FILE, ...)")
+    an.add_argument("--intrinsics", type=_intrinsics, help="fx,fy,cx,cy in pixels of the picture")
+    an.add_argument("--fov", type=float, help="horizontal field of view in degrees (default 60)")
+    an.add_argument("--path", default="auto", help=f"camera path: {', '.join(PATHS)} or FILE.json (a run's "
+                                                   "cameras.json layout, poses relative to the input view)")
+    an.add_argument("--frames", type=int, help="number of frames (default fps x 5 s, or the path file's poses)")
+    an.add_argument("--fps", type=float, default=24.0)
+    an.add_argument("--speed", type=float, default=1.0, help="scale of the camera travel (default 1)")
+    an.add_argument("--from-run", help="start from a frame of a processed steadydepth run folder")
+    an.add_argument("--frame", type=int, default=0, help="with --from-run: the frame to start from")
+    an.add_argument("--animate", dest="animate_region", choices=["sky", "water"], help="set this region in motion")
+    an.add_argument("--animate-mask", help="image whose white pixels move (instead of --animate)")
+    an.add_argument("--motion-speed", type=float, help="speed of the moving region in pixels per frame")
+    an.add_argument("--band", type=int, help="width in pixels of the background hidden behind edges (default: from the path)")
+    an.add_argument("--device", default="cpu", help="device of a learned prior")
+    an.add_argument("--overwrite", action="store_true", help="replace an animation already in the output folder")
+
+
+def _cmd_animate(args: argparse.Namespace) -> int:
+    from .animate.command import AnimateOptions, animate
+
+    opts = AnimateOptions(
+        image=args.image, depth=args.depth, png_scale=args.png_scale, prior=args.prior, intrinsics=args.intrinsics,
+        fov=args.fov, path=args.path, frames=args.frames, fps=args.fps, speed=args.speed, from_run=args.from_run,
+        frame=args.frame, animate=args.animate_region, animate_mask=args.animate_mask,
+        motion_speed=args.motion_speed, band=args.band, overwrite=args.overwrite, progress_bar=not args.quiet,
+        device=args.device)
+    animate(args.output, opts)
+    return 0
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -210,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             from .web.cli import run_web_command
 
             return run_web_command(args)
+        if args.command == "animate":
+            return _cmd_animate(args)
         if args.command == "priors":
             from .priors import available_priors
             from .priors.catalog import format_listing
