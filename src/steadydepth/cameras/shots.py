@@ -37,14 +37,16 @@ class ShotPolicy:
 
     ``min_diff``: thumbnail change (mean absolute difference, grey levels) a cut needs at
     least; ``min_hist``: L1 distance of the normalised colour histograms (0-2) a cut needs
-    at least (either suffices); ``ratio``: times the running median change; ``window``:
+    at least (either suffices); ``ratio``: times the running median change (of either), a
+    low bar: textured scenes in motion change a lot; the tracking check decides;
+    ``window``:
     frames of that median; ``min_shot``: frames a shot has at least; ``max_tracked``: the
     fraction of corners that may still be tracked across a cut.
     """
 
     min_diff: float = 20.0
-    min_hist: float = 0.5
-    ratio: float = 4.0
+    min_hist: float = 0.2
+    ratio: float = 2.5
     window: int = 30
     min_shot: int = 8
     max_tracked: float = 0.35
