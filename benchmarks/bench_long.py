@@ -30,13 +30,20 @@ from steadydepth.cameras.sfm import estimate_cameras
 from steadydepth.cameras.sfm_settings import ChunkPolicy
 from steadydepth.types import Frame
 logging.basicConfig(level=logging.WARNING)
-images = np.load(sys.argv[1], mmap_mode="r")
+def frames(path, n):  # read frame by frame (a memory map's pages would count in the RSS)
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        size = int(np.prod(shape[1:]))
+        for i in range(n):
+            yield Frame(index=i, image=np.frombuffer(f.read(size), dtype=dtype).reshape(shape[1:]))
 n, mode, work, preset = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 kf, overlap = int(sys.argv[6]), int(sys.argv[7])
 policy = ChunkPolicy(above_frames=0) if mode == "one-shot" else ChunkPolicy(above_frames=1, keyframes=kf, overlap=overlap)
 timings = {}
 t = time.perf_counter()
-cams = estimate_cameras((Frame(index=i, image=np.array(images[i])) for i in range(n)), work, preset=preset,
+cams = estimate_cameras(frames(sys.argv[1], n), work, preset=preset,
                         timings=timings, chunks=policy)
 seconds = time.perf_counter() - t
 poses = [None if p is None else np.asarray(p).tolist() for p in cams.poses]

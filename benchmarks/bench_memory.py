@@ -3,8 +3,9 @@ as the clip grows.
 
 Renders one synthetic clip (``steadydepth.synthetic.render_clip``, small frames, cached as
 ``.npy`` and shared with ``bench_long.py``), encodes prefixes of it as H.264 files (PyAV),
-and runs ``steadydepth.pipeline.estimate`` with the default prior on each in a fresh
-process. Reports per length: seconds, frames per second, the run's peak RSS
+and runs ``steadydepth.pipeline.estimate`` with the default prior (``mvs``; by default with
+:data:`CHEAP_MVS`, a cheaper plane sweep with the same stages and buffers: ``--full-mvs``
+for the real settings) on each in a fresh process. Reports per length: seconds, frames per second, the run's peak RSS
 (``run.json``'s ``peak_memory_mb``), and the ratio to the shortest clip's peak. The
 target: the longest within 1.25x of the shortest.
 
@@ -27,12 +28,18 @@ import json, sys, time, logging
 logging.basicConfig(level=logging.ERROR)
 from steadydepth.pipeline import estimate
 t = time.perf_counter()
-video = estimate(sys.argv[1], sys.argv[2], preset=sys.argv[3], progress_bar=False, overwrite=True)
+extra = json.loads(sys.argv[4])
+video = estimate(sys.argv[1], sys.argv[2], preset=sys.argv[3], progress_bar=False, overwrite=True, extra=extra)
 info = json.loads((video.folder / "run.json").read_text())
 print(json.dumps({"frames": len(video), "seconds": time.perf_counter() - t, "peak_rss_mb": info["peak_memory_mb"],
                   "timings": info["timings_s"], "prior": info["prior"].get("name"),
                   "shots": info.get("shots")}))
 """
+
+
+#: multi-view stereo at a fraction of its cost (fewer planes and views, a smaller working
+#: image): the same stages and buffers, so the same dependence on the clip length
+CHEAP_MVS = {"work_long_side": 80, "num_planes": 12, "num_views": 2, "coarse_to_fine": False}
 
 
 def encode(images: np.ndarray, path: Path, fps: int = 30) -> None:
@@ -59,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--work", default="/tmp/steadydepth-bench-long")
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument("--full-mvs", dest="cheap_mvs", action="store_false",
+                        help="the default mvs settings (about 1-2 s per frame on a loaded 2-core machine)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_long import render
@@ -75,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         clip = work / f"clip-{n}.mp4"
         if not clip.exists():
             encode(images[:n], clip)
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(clip), str(work / f"out-{n}"), args.preset],
+        extra = {"mvs": CHEAP_MVS} if args.cheap_mvs else {}
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(clip), str(work / f"out-{n}"), args.preset,
+                               json.dumps(extra)],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise SystemExit(f"run on {n} frames failed:\n{proc.stderr[-3000:]}")

@@ -69,10 +69,14 @@ def two_shots():
 def test_shot_detector_finds_the_cut_only(two_shots):
     a, b, images = two_shots
     det = ShotDetector()
-    found = [pos for pos, im in enumerate(images) if det.add(im)]
-    assert found == [len(a.images)]
+    found = [det.add(im) for im in images]
+    assert [c for c in found if c is not None] == [len(a.images)] == det.cuts
     det = ShotDetector()  # one continuous clip: no cut
-    assert not any(det.add(im) for im in a.images)
+    assert not any(det.add(im) is not None for im in a.images)
+    det = ShotDetector()  # one blank frame inside a shot: no cut
+    blank = list(a.images)
+    blank[10] = np.full_like(blank[10], 128)
+    assert not any(det.add(im) is not None for im in blank)
 
 
 def test_scene_cut_gives_two_shots_with_their_own_scale(two_shots, tmp_path, caplog):

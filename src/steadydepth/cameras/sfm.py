@@ -88,6 +88,7 @@ def _stream_frames(
     spans: list[tuple[int, int, KeyframeSelector]] = []
     selector: KeyframeSelector | None = None
     detector = ShotDetector(shot_policy)
+    pending: np.ndarray | None = None
     start = 0
     size = (0, 0)
     for pos, frame in enumerate(frames):
@@ -103,13 +104,20 @@ def _stream_frames(
         path = images_dir / _image_name(pos)
         if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]):
             raise OutputError(f"{path}: cannot write the frame image ({write_failure(path)})")
-        if detector.add(img):
-            spans.append((start, pos, selector))
-            start, selector = pos, KeyframeSelector(w, h, policy)
-        selector.add(img)
+        # the detector decides on a cut one frame late: each frame goes to its shot's
+        # keyframe selector once the next one has been seen
+        cut = detector.add(img)
+        if pending is not None:
+            if cut == pos - 1:
+                spans.append((start, pos - 1, selector))
+                start, selector = pos - 1, KeyframeSelector(w, h, policy)
+            selector.add(pending)
+        pending = img
         indices.append(int(frame.index))
         _report(progress, "frames", pos + 1, 0)
     if selector is not None:
+        if pending is not None:
+            selector.add(pending)
         spans.append((start, len(indices), selector))
     if len(spans) > 1 and spans[-1][1] - spans[-1][0] < max(2, shot_policy.min_shot):
         # a cut just before the end leaves too few frames to reconstruct: keep them with the

@@ -76,7 +76,12 @@ def _tracked_fraction(prev: np.ndarray, cur: np.ndarray) -> float:
 
 class ShotDetector:
     """Call :meth:`add` once per frame (uint8 RGB ``(H, W, 3)``), in order; ``cuts`` holds the
-    stream positions that start a new shot (never 0)."""
+    stream positions that start a new shot (never 0).
+
+    A cut at frame ``p`` is decided when frame ``p + 1`` arrives: it is confirmed only if
+    the frame before the cut cannot be tracked into frame ``p + 1`` either, so one odd frame
+    (blank, flash, heavy blur) inside a shot is no cut.
+    """
 
     def __init__(self, policy: ShotPolicy | None = None) -> None:
         self.policy = policy or ShotPolicy()
@@ -84,39 +89,51 @@ class ShotDetector:
         self.cuts: list[int] = []
         self._prev: np.ndarray | None = None
         self._prev_hist: np.ndarray | None = None
+        self._pending: tuple[int, np.ndarray] | None = None  # (candidate position, gray thumbnail before it)
         self._diffs: deque[float] = deque(maxlen=self.policy.window)
         self._hists: deque[float] = deque(maxlen=self.policy.window)
 
-    def add(self, image: np.ndarray) -> bool:
-        """Feed the next frame; True when it starts a new shot."""
+    def add(self, image: np.ndarray) -> int | None:
+        """Feed the next frame; returns the position of a cut confirmed now (this frame's or the
+        previous one's), else None."""
         pos = self.count
         self.count += 1
         h, w = image.shape[:2]
         tw = min(THUMB, w)
         thumb = cv2.resize(image, (tw, max(1, round(h * tw / w))), interpolation=cv2.INTER_AREA)
+        gray = cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY)
         hist = _histogram(thumb)
         prev, prev_hist = self._prev, self._prev_hist
         self._prev, self._prev_hist = thumb, hist
-        if prev is None or not self.policy.enabled:
-            return False
+        p = self.policy
+        if prev is None or not p.enabled:
+            return None
+        confirmed = None
+        if self._pending is not None:
+            cand, before = self._pending
+            self._pending = None
+            frac = _tracked_fraction(before, gray)
+            log.debug("shots: frame %d tracked %.2f from the frame before candidate %d", pos, frac, cand)
+            if frac <= p.max_tracked:
+                self.cuts.append(cand)
+                self._diffs.clear()
+                self._hists.clear()
+                confirmed = cand
         d = float(np.abs(thumb.astype(np.int16) - prev.astype(np.int16)).mean())
         dh = float(np.abs(hist - prev_hist).sum())
-        p = self.policy
         level_d = float(np.median(self._diffs)) if self._diffs else 0.0
         level_h = float(np.median(self._hists)) if self._hists else 0.0
         jump = (d >= p.min_diff and d >= p.ratio * level_d) or (dh >= p.min_hist and dh >= p.ratio * level_h)
         last = self.cuts[-1] if self.cuts else 0
-        is_cut = False
-        if jump and pos - last >= p.min_shot:
-            frac = _tracked_fraction(cv2.cvtColor(prev, cv2.COLOR_RGB2GRAY), cv2.cvtColor(thumb, cv2.COLOR_RGB2GRAY))
-            is_cut = frac <= p.max_tracked
-            log.debug("shots: frame %d change %.1f (level %.1f), histogram %.2f (level %.2f), tracked %.2f -> %s",
-                      pos, d, level_d, dh, level_h, frac, "cut" if is_cut else "no cut")
-        if is_cut:
-            self.cuts.append(pos)
-            self._diffs.clear()
-            self._hists.clear()
-        else:
+        if confirmed is None and jump and pos - last >= p.min_shot:
+            before = cv2.cvtColor(prev, cv2.COLOR_RGB2GRAY)
+            frac = _tracked_fraction(before, gray)
+            log.debug("shots: frame %d change %.1f (level %.1f), histogram %.2f (level %.2f), tracked %.2f",
+                      pos, d, level_d, dh, level_h, frac)
+            if frac <= p.max_tracked:
+                self._pending = (pos, before)  # decided by the next frame
+                return None
+        if confirmed is None:
             self._diffs.append(d)
             self._hists.append(dh)
-        return is_cut
+        return confirmed
