@@ -90,7 +90,7 @@ def run(images: Path, gt: np.ndarray, n: int, mode: str, work: Path, args) -> di
     pred = [None if p is None else np.asarray(p) for p in res["poses"]]
     err = trajectory_error(pred, list(gt[:n]))
     bounds = [b for s in res["shots"] for b in s.get("boundaries", [])]
-    return {"mode": mode, "frames": n, "seconds": round(res["seconds"], 1),
+    return {"mode": mode, "frames": n, "motion": args.motion, "size": f"{args.size[0]}x{args.size[1]}", "seconds": round(res["seconds"], 1),
             "ms_per_frame": round(1000 * res["seconds"] / n, 1), "peak_rss_mb": round(res["peak_rss_mb"]),
             "ate_rmse_m": round(err["ate_rmse"], 4), "rot_err_deg": round(err["rot_err_deg"], 3),
             "scale_drift": None if (d := scale_drift(pred, gt[:n], args.window)) is None else round(d, 4),

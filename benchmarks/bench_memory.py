@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if proc.returncode != 0:
             raise SystemExit(f"run on {n} frames failed:\n{proc.stderr[-3000:]}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r["size"] = f"{args.size[0]}x{args.size[1]}"
         r["ratio"] = round(r["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3) if rows else 1.0
         rows.append(r)
         stages = {k: v for k, v in r["timings"].items() if k in ("cameras", "depth", "outputs")}

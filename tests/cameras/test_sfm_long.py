@@ -114,3 +114,28 @@ def test_temporal_fusion_does_not_fuse_across_a_cut():
     for i in range(6):
         np.testing.assert_allclose(kept[i][0], depths[i])
         np.testing.assert_allclose(kept[i][1], 1.0)
+
+
+def test_cameras_json_records_the_shots(tmp_path):
+    import json
+
+    from steadydepth.exports import write_cameras
+    from steadydepth.outputs import OutputFolder
+    from steadydepth.types import Cameras, Intrinsics
+
+    intr = Intrinsics.from_fov(60.0, 32, 24)
+    poses = [np.eye(4) for _ in range(5)]
+    shots = [{"start": 0, "stop": 2, "units": "scene", "points": [0, 0]},
+             {"start": 2, "stop": 5, "units": "scene", "points": [0, 0]}]
+    cams = Cameras(intrinsics=intr, poses=poses, frame_indices=list(range(5)), shots=shots,
+                   pose_sources=["mapped"] * 5)
+    out = OutputFolder(tmp_path / "out")
+    out.prepare()
+    write_cameras(out, cams, intr, list(range(5)), "scene")
+    doc = json.loads((tmp_path / "out" / "cameras.json").read_text())
+    assert [f["shot"] for f in doc["frames"]] == [0, 0, 1, 1, 1]
+    assert doc["shots"] == [{"start": 0, "stop": 2, "units": "scene"}, {"start": 2, "stop": 5, "units": "scene"}]
+    one = Cameras(intrinsics=intr, poses=poses, frame_indices=list(range(5)))
+    write_cameras(out, one, intr, list(range(5)), "scene")  # one shot: the file is as before
+    doc = json.loads((tmp_path / "out" / "cameras.json").read_text())
+    assert "shots" not in doc and "shot" not in doc["frames"][0]
