@@ -4,7 +4,8 @@ Renders one long clip (``steadydepth.synthetic.render_clip``, small frames; cach
 ``.npy`` pair so reruns skip the rendering), then runs ``estimate_cameras`` on prefixes of
 it, each run in a fresh process (its peak RSS is that run's own), once reconstructed at
 once (``ChunkPolicy(above_frames=0)``) and once in chunks. Reports per run: seconds, ms per
-frame, peak RSS, ATE after a Sim(3) alignment (RMSE, ground-truth metres), the median
+frame (wall, and CPU: the process's user + system time, less sensitive to a shared
+machine), peak RSS, ATE after a Sim(3) alignment (RMSE, ground-truth metres), the median
 orientation error, and the **scale drift**: the Sim(3) scale fitted on each window of
 ``--window`` frames, max / min - 1 (0 = one scale along the whole clip).
 
@@ -47,7 +48,8 @@ cams = estimate_cameras(frames(sys.argv[1], n), work, preset=preset,
                         timings=timings, chunks=policy)
 seconds = time.perf_counter() - t
 poses = [None if p is None else np.asarray(p).tolist() for p in cams.poses]
-print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": seconds, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024,
                   "poses": poses, "shots": cams.shots, "warnings": cams.warnings,
                   "timings": {k: v for k, v in timings.items() if isinstance(v, (int, float))}}))
 """
@@ -91,7 +93,7 @@ def run(images: Path, gt: np.ndarray, n: int, mode: str, work: Path, args) -> di
     err = trajectory_error(pred, list(gt[:n]))
     bounds = [b for s in res["shots"] for b in s.get("boundaries", [])]
     return {"mode": mode, "frames": n, "motion": args.motion, "size": f"{args.size[0]}x{args.size[1]}", "seconds": round(res["seconds"], 1),
-            "ms_per_frame": round(1000 * res["seconds"] / n, 1), "peak_rss_mb": round(res["peak_rss_mb"]),
+            "ms_per_frame": round(1000 * res["seconds"] / n, 1), "cpu_ms_per_frame": round(1000 * res["cpu_s"] / n, 1), "peak_rss_mb": round(res["peak_rss_mb"]),
             "ate_rmse_m": round(err["ate_rmse"], 4), "rot_err_deg": round(err["rot_err_deg"], 3),
             "scale_drift": None if (d := scale_drift(pred, gt[:n], args.window)) is None else round(d, 4),
             "chunks": res["timings"].get("num_chunks", 1),
@@ -120,13 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     images, gt = render(work / f"clip-{args.motion}-{longest}-{args.size[0]}x{args.size[1]}-s{args.seed}", longest,
                         tuple(args.size), args.motion, args.seed)
     rows = []
-    print(f"{'mode':9} {'frames':>6} {'s':>7} {'ms/frame':>8} {'RSS MB':>6} {'ATE m':>7} {'rot deg':>7} "
+    print(f"{'mode':9} {'frames':>6} {'s':>7} {'ms/frame':>8} {'cpu ms':>6} {'RSS MB':>6} {'ATE m':>7} {'rot deg':>7} "
           f"{'drift':>6} {'chunks':>6} {'bound.':>7}", flush=True)
     for n in sorted(args.lengths):
         for mode in args.modes:
             r = run(images, gt, n, mode, work / f"run-{mode}-{n}", args)
             rows.append(r)
-            print(f"{mode:9} {n:6d} {r['seconds']:7.1f} {r['ms_per_frame']:8.1f} {r['peak_rss_mb']:6d} "
+            print(f"{mode:9} {n:6d} {r['seconds']:7.1f} {r['ms_per_frame']:8.1f} {r['cpu_ms_per_frame']:6.1f} "
+                  f"{r['peak_rss_mb']:6d} "
                   f"{r['ate_rmse_m']:7.4f} {r['rot_err_deg']:7.3f} {r['scale_drift'] if r['scale_drift'] is not None else '-':>6} "
                   f"{r['chunks']:6d} {r['worst_boundary_rel'] if r['worst_boundary_rel'] is not None else '-':>7}",
                   flush=True)

@@ -114,11 +114,13 @@ def long_section(files: list[str], out: Path) -> str:
         motion = rows[0].get("motion", Path(f).stem)
         md.append(f"### {motion}\n")
         md.append(_table(rows, [("mode", "mode"), ("frames", "frames"), ("ms_per_frame", "ms/frame"),
+                                ("cpu_ms_per_frame", "CPU ms/frame"),
                                 ("peak_rss_mb", "peak MB"), ("ate_rmse_m", "ATE m"), ("rot_err_deg", "rot °"),
                                 ("scale_drift", "scale drift"), ("chunks", "chunks"),
                                 ("worst_boundary_rel", "worst boundary")]))
         modes = sorted({r["mode"] for r in rows})
-        for key, label in (("ms_per_frame", "ms per frame"), ("ate_rmse_m", "ATE (m)")):
+        for key, label in (("ms_per_frame", "ms per frame"), ("cpu_ms_per_frame", "CPU ms per frame"),
+                           ("ate_rmse_m", "ATE (m)")):
             md.append(_plot(out / f"{motion}-{key}.png", f"{label} ({motion})", "frames", label,
                             {m: ([r["frames"] for r in rows if r["mode"] == m],
                                  [r[key] for r in rows if r["mode"] == m]) for m in modes}))
