@@ -41,7 +41,8 @@ def frames(path, n):  # read frame by frame (a memory map's pages would count in
             yield Frame(index=i, image=np.frombuffer(f.read(size), dtype=dtype).reshape(shape[1:]))
 n, mode, work, preset = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 kf, overlap = int(sys.argv[6]), int(sys.argv[7])
-policy = ChunkPolicy(above_frames=0) if mode == "one-shot" else ChunkPolicy(above_frames=1, keyframes=kf, overlap=overlap)
+policy = (ChunkPolicy(above_frames=0) if mode == "one-shot"
+          else ChunkPolicy(above_frames=1, keyframes=kf, overlap=overlap))
 timings = {}
 t = time.perf_counter()
 cams = estimate_cameras(frames(sys.argv[1], n), work, preset=preset,
@@ -92,8 +93,9 @@ def run(images: Path, gt: np.ndarray, n: int, mode: str, work: Path, args) -> di
     pred = [None if p is None else np.asarray(p) for p in res["poses"]]
     err = trajectory_error(pred, list(gt[:n]))
     bounds = [b for s in res["shots"] for b in s.get("boundaries", [])]
-    return {"mode": mode, "frames": n, "motion": args.motion, "size": f"{args.size[0]}x{args.size[1]}", "seconds": round(res["seconds"], 1),
-            "ms_per_frame": round(1000 * res["seconds"] / n, 1), "cpu_ms_per_frame": round(1000 * res["cpu_s"] / n, 1), "peak_rss_mb": round(res["peak_rss_mb"]),
+    return {"mode": mode, "frames": n, "motion": args.motion, "size": f"{args.size[0]}x{args.size[1]}",
+            "seconds": round(res["seconds"], 1), "ms_per_frame": round(1000 * res["seconds"] / n, 1),
+            "cpu_ms_per_frame": round(1000 * res["cpu_s"] / n, 1), "peak_rss_mb": round(res["peak_rss_mb"]),
             "ate_rmse_m": round(err["ate_rmse"], 4), "rot_err_deg": round(err["rot_err_deg"], 3),
             "scale_drift": None if (d := scale_drift(pred, gt[:n], args.window)) is None else round(d, 4),
             "chunks": res["timings"].get("num_chunks", 1),
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(f"{mode:9} {n:6d} {r['seconds']:7.1f} {r['ms_per_frame']:8.1f} {r['cpu_ms_per_frame']:6.1f} "
                   f"{r['peak_rss_mb']:6d} "
-                  f"{r['ate_rmse_m']:7.4f} {r['rot_err_deg']:7.3f} {r['scale_drift'] if r['scale_drift'] is not None else '-':>6} "
+                  f"{r['ate_rmse_m']:7.4f} {r['rot_err_deg']:7.3f} "
+                  f"{r['scale_drift'] if r['scale_drift'] is not None else '-':>6} "
                   f"{r['chunks']:6d} {r['worst_boundary_rel'] if r['worst_boundary_rel'] is not None else '-':>7}",
                   flush=True)
     if args.json:

@@ -137,7 +137,8 @@ def reconstruct_chunked(images_dir: Path, sfm_dir: Path, indices: list[int], can
     try:
         return _merge_chunks(images_dir, sfm_dir, indices, candidates, plan, job, reconstruct)
     except ChunkFailure as exc:
-        note = f"sfm: chunked reconstruction failed ({exc}); the shot of {len(indices)} frames was reconstructed at once"
+        note = (f"sfm: chunked reconstruction failed ({exc}); the shot of {len(indices)} frames was "
+                "reconstructed at once")
         log.warning(note)
         part = replace(job, timings={})
         cams = reconstruct(images_dir, sfm_dir, indices, select_keyframes(candidates, len(indices), job.cfg.keyframes),
@@ -161,7 +162,8 @@ def _merge_chunks(images_dir: Path, sfm_dir: Path, indices: list[int], candidate
         chunk_images = link_span(images_dir, folder, lo, hi)
         kf = select_keyframes([c - lo for c in candidates if lo <= c < hi], hi - lo, job.cfg.keyframes)
         part = replace(job, timings={}, K=job.K if first is None else first.intrinsics)
-        log.info("SfM: chunk %d/%d, frames %d-%d, %d keyframes", k + 1, len(plan), indices[lo], indices[hi - 1], len(kf))
+        log.info("SfM: chunk %d/%d, frames %d-%d, %d keyframes", k + 1, len(plan), indices[lo], indices[hi - 1],
+                 len(kf))
         cams = reconstruct(chunk_images, folder / "sfm", indices[lo:hi], kf, part)
         add_timings(job.timings, part.timings)
         if cams.no_parallax:
