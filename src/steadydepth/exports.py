@@ -13,7 +13,8 @@ from .io.frames import FrameSource
 from .outputs import OutputFolder
 from .types import Cameras, Intrinsics
 
-__all__ = ["write_cameras", "write_points", "write_visualisation", "visualisation_size", "VIS_MAX_SIDE"]
+__all__ = ["write_cameras", "shots_summary", "write_points", "write_visualisation", "visualisation_size",
+           "VIS_MAX_SIDE"]
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,11 @@ def write_cameras(out: OutputFolder, cameras: Cameras | None, intrinsics: Intrin
         "intrinsics": intrinsics.to_dict() if intrinsics is not None else None,
         "frames": [
             {"position": i, "index": int(idx), "pose_c2w": None if p is None else np.asarray(p).tolist(),
-             "pose_source": cameras.pose_source(i) if cameras is not None else None}
+             "pose_source": cameras.pose_source(i) if cameras is not None else None,
+             **({"shot": cameras.shot_of(i)} if cameras is not None and cameras.shots else {})}
             for i, (idx, p) in enumerate(zip(frame_indices, poses))
         ],
+        **({"shots": shots_summary(cameras)} if cameras is not None and cameras.shots else {}),
     })
     if cameras is None:
         return
@@ -46,6 +49,12 @@ def write_cameras(out: OutputFolder, cameras: Cameras | None, intrinsics: Intrin
         from .io.ply import write_ply
 
         write_ply(out.root / "sparse.ply", cameras.points, cameras.colors)
+
+
+def shots_summary(cameras: Cameras) -> list[dict]:
+    """The shots of ``cameras`` as written to ``cameras.json`` and ``run.json`` (positions, frame
+    indices, units, chunk boundaries with their residuals)."""
+    return [{k: v for k, v in shot.items() if k != "points"} for shot in cameras.shots]
 
 
 def write_points(out: OutputFolder, source: FrameSource, count: int, intrinsics: Intrinsics | None,

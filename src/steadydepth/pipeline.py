@@ -427,6 +427,10 @@ def estimate(
             "peak_memory_mb": peak_memory_mb(),
             "warnings": warnings,
         })
+        if cameras is not None and cameras.shots:
+            from .exports import shots_summary
+
+            run_info["shots"] = shots_summary(cameras)
         out.write_json("run.json", run_info)
         state.remove()  # complete: nothing to resume
     video = DepthVideo(folder=out.root, num_frames=count, units=units, frame_indices=frame_indices,
@@ -573,7 +577,9 @@ def _temporal_fusion(prior, cameras: Cameras | None, opts: RunOptions, size: tup
     if not usable or not opts.temporal_radius:
         return TemporalFusion(np.eye(3), [], TemporalSettings(radius=0), first=first)
     K = cameras.intrinsics.scaled(*size).K
-    return TemporalFusion(K, list(cameras.poses), TemporalSettings(radius=opts.temporal_radius), first=first)
+    shot_of = [cameras.shot_of(i) for i in range(len(cameras.poses))] if cameras.shots else None
+    return TemporalFusion(K, list(cameras.poses), TemporalSettings(radius=opts.temporal_radius), first=first,
+                          shot_of=shot_of)
 
 
 def _travel_scale(cameras: Cameras | None, metres: float) -> float:
@@ -599,4 +605,4 @@ def _scale_cameras(cameras: Cameras, scale: float) -> Cameras:
     points = cameras.points * scale if cameras.points is not None else None
     return Cameras(intrinsics=cameras.intrinsics, poses=poses, frame_indices=cameras.frame_indices, points=points,
                    colors=cameras.colors, units=cameras.units, source=cameras.source, warnings=cameras.warnings,
-                   pose_sources=cameras.pose_sources, no_parallax=cameras.no_parallax)
+                   pose_sources=cameras.pose_sources, no_parallax=cameras.no_parallax, shots=cameras.shots)

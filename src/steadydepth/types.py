@@ -157,6 +157,25 @@ class Cameras:
     warnings: list[str] = field(default_factory=list)
     pose_sources: list[str | None] = field(default_factory=list)
     no_parallax: str | None = None
+    #: shots of the clip when it has scene cuts or was reconstructed in chunks: dicts with
+    #: ``start``/``stop`` (positions, stop excluded), ``units`` and, when chunked, ``chunks``
+    #: (the boundary residuals); empty = one shot. Poses of different shots share no world
+    #: or scale.
+    shots: list[dict] = field(default_factory=list)
+
+    def shot_of(self, i: int) -> int:
+        """Index of the shot holding frame position ``i`` (0 when the clip is one shot)."""
+        for k, shot in enumerate(self.shots):
+            if shot["start"] <= i < shot["stop"]:
+                return k
+        return 0
+
+    def points_of_shot(self, i: int) -> np.ndarray | None:
+        """The sparse points in the world of frame position ``i``'s shot (all of them for one shot)."""
+        if self.points is None or not self.shots or "points" not in self.shots[self.shot_of(i)]:
+            return self.points
+        a, b = self.shots[self.shot_of(i)]["points"]
+        return self.points[a:b]
 
     def __post_init__(self) -> None:
         for i, p in enumerate(self.poses):

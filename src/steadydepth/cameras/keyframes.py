@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["KeyframePolicy", "KEYFRAME_PRESETS", "KeyframeSelector", "to_gray"]
+__all__ = ["KeyframePolicy", "KEYFRAME_PRESETS", "KeyframeSelector", "select_keyframes", "to_gray"]
 
 log = logging.getLogger(__name__)
 
@@ -162,16 +162,24 @@ class KeyframeSelector:
 
     def select(self) -> list[int]:
         """Final keyframe positions (sorted), within ``[min_keyframes, max_keyframes]`` where the clip allows."""
-        n = self.count
-        if n == 0:
-            return []
-        p = self.policy
-        sel = sorted(set(self.candidates) | {n - 1})
-        if len(sel) < min(n, p.min_keyframes):
-            extra = np.round(np.linspace(0, n - 1, min(n, p.min_keyframes))).astype(int).tolist()
-            sel = sorted(set(sel) | set(extra))
-        if len(sel) > p.max_keyframes:
-            keep = np.round(np.linspace(0, len(sel) - 1, p.max_keyframes)).astype(int)
-            sel = [sel[k] for k in sorted(set(keep.tolist()))]
-        log.debug("keyframes: %d candidates -> %d selected of %d frames", len(self.candidates), len(sel), n)
+        sel = select_keyframes(self.candidates, self.count, self.policy)
+        log.debug("keyframes: %d candidates -> %d selected of %d frames", len(self.candidates), len(sel), self.count)
         return sel
+
+
+def select_keyframes(candidates: list[int], num_frames: int, policy: KeyframePolicy) -> list[int]:
+    """Keyframe positions (sorted) among ``candidates`` (positions in ``[0, num_frames)``) plus the
+    last frame: evenly spaced frames added up to ``min_keyframes``, uniform subsampling down to
+    ``max_keyframes`` (first and last kept)."""
+    n = num_frames
+    if n <= 0:
+        return []
+    p = policy
+    sel = sorted({c for c in candidates if 0 <= c < n} | {n - 1})
+    if len(sel) < min(n, p.min_keyframes):
+        extra = np.round(np.linspace(0, n - 1, min(n, p.min_keyframes))).astype(int).tolist()
+        sel = sorted(set(sel) | set(extra))
+    if len(sel) > p.max_keyframes:
+        keep = np.round(np.linspace(0, len(sel) - 1, p.max_keyframes)).astype(int)
+        sel = [sel[k] for k in sorted(set(keep.tolist()))]
+    return sel

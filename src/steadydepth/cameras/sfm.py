@@ -51,9 +51,9 @@ distortion ``k`` (COLMAP: ``u = f * x * (1 + k r^2) + cx``) is returned as
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -66,11 +66,14 @@ from ..types import Cameras, Frame, Intrinsics
 from .colmap_log import quiet_colmap
 from .keyframes import KeyframePolicy, KeyframeSelector
 from .sfm_flow import write_flow_matches
+from .shots import ShotDetector, ShotPolicy
+from .sfm_chunks import add_timings, link_span, plan_chunks, reconstruct_chunked
+from .sfm_shots import combine_shots
 from .sfm_fallbacks import _rotation_cameras, _static_cameras, mapping_failure
 from .sfm_focal import _check_focal, _guess_intrinsics, check_distortion
 from .sfm_mapping import _MIN_POINTS, _image_name, _map_keyframes
 from .sfm_registration import _keyframe_observations, _register_frames
-from .sfm_settings import ProgressFn, SFM_PRESETS, _report, rescue_preset
+from .sfm_settings import DEFAULT_CHUNKS, SFM_PRESETS, ChunkPolicy, ProgressFn, SfmPreset, _report, rescue_preset
 
 __all__ = ["estimate_cameras"]
 
@@ -82,10 +85,17 @@ log = logging.getLogger(__name__)
 SMALL_FRAME_LONG_SIDE = 400
 
 def _stream_frames(
-    frames: Iterable[Frame], images_dir: Path, policy: KeyframePolicy, progress: ProgressFn | None
-) -> tuple[list[int], KeyframeSelector | None, tuple[int, int]]:
+    frames: Iterable[Frame], images_dir: Path, policy: KeyframePolicy, shot_policy: ShotPolicy,
+    progress: ProgressFn | None,
+) -> tuple[list[int], list[tuple[int, int, KeyframeSelector]], tuple[int, int]]:
+    """Write the frames to ``images_dir``; returns their indices, the shots as ``(start, stop,
+    keyframe selector)`` in stream positions (a scene cut starts a new selector), and the size."""
     indices: list[int] = []
+    spans: list[tuple[int, int, KeyframeSelector]] = []
     selector: KeyframeSelector | None = None
+    detector = ShotDetector(shot_policy)
+    pending: np.ndarray | None = None
+    start = 0
     size = (0, 0)
     for pos, frame in enumerate(frames):
         img = np.asarray(frame.image)
@@ -100,10 +110,29 @@ def _stream_frames(
         path = images_dir / _image_name(pos)
         if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]):
             raise OutputError(f"{path}: cannot write the frame image ({write_failure(path)})")
-        selector.add(img)
+        # the detector decides on a cut one frame late: each frame goes to its shot's
+        # keyframe selector once the next one has been seen
+        cut = detector.add(img)
+        if pending is not None:
+            if cut == pos - 1:
+                spans.append((start, pos - 1, selector))
+                start, selector = pos - 1, KeyframeSelector(w, h, policy)
+            selector.add(pending)
+        pending = img
         indices.append(int(frame.index))
         _report(progress, "frames", pos + 1, 0)
-    return indices, selector, size
+    if selector is not None:
+        if pending is not None:
+            selector.add(pending)
+        spans.append((start, len(indices), selector))
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < max(2, shot_policy.min_shot):
+        # a cut just before the end leaves too few frames to reconstruct: keep them with the
+        # shot before, with a warning from combine_shots' caller
+        log.warning("shots: a scene cut %d frame(s) before the end is ignored (too few frames for a shot)",
+                    spans[-1][1] - spans[-1][0])
+        lo, _, sel = spans[-2]
+        spans[-2:] = [(lo, len(indices), sel)]
+    return indices, spans, size
 
 
 def _mapped_enough(rec, num_keyframes: int) -> bool:
@@ -243,8 +272,21 @@ def _export_text(result: Cameras, sfm_dir: Path, n: int) -> None:
         log.warning("could not export the COLMAP text model: %s", exc)
 
 
-# Long on purpose: the SfM steps in order with their fallbacks (static, rotation only, too few
-# points) returning early; each step is a helper of this package, what remains is the decisions.
+@dataclass
+class _Job:
+    """What every reconstruction of one clip shares: the camera given or guessed, the preset,
+    progress and timings."""
+
+    K: Intrinsics | None
+    hfov_deg: float | None
+    focal_guess: float | None
+    size: tuple[int, int]
+    cfg: SfmPreset
+    preset: str
+    progress: ProgressFn | None
+    timings: dict
+
+
 @quiet_colmap()
 def estimate_cameras(
     frames: Iterable[Frame],
@@ -255,6 +297,8 @@ def estimate_cameras(
     preset: str = "balanced",
     progress: Callable[[str, int, int], None] | None = None,
     timings: dict | None = None,
+    chunks: ChunkPolicy = DEFAULT_CHUNKS,
+    shots: ShotPolicy | None = None,
 ) -> Cameras:
     """Intrinsics and a camera-to-world pose for every frame of a (mostly static) scene.
 
@@ -267,6 +311,10 @@ def estimate_cameras(
     features, matching window). ``progress(stage, done, total)`` is called for stages
     ``frames`` (total 0 = unknown), ``extraction``, ``matching``, ``mapping``,
     ``registration``. ``timings``, if given, receives seconds per stage and counts.
+    ``chunks``: when a long shot is reconstructed in overlapping chunks
+    (:mod:`~steadydepth.cameras.sfm_chunks`); ``shots``: scene-cut detection
+    (:mod:`~steadydepth.cameras.shots`; default policy when ``None``): every shot is
+    reconstructed on its own, with its own scale (``Cameras.shots``).
 
     Returns :class:`~steadydepth.types.Cameras` with ``poses[i]`` for the i-th frame (every
     frame posed; see module docstring for how), ``frame_indices`` = ``Frame.index``,
@@ -283,25 +331,57 @@ def estimate_cameras(
     images_dir, sfm_dir = _work_dirs(Path(work_dir))
 
     t0 = time.perf_counter()
-    indices, selector, size = _stream_frames(frames, images_dir, cfg.keyframes, progress)
+    indices, spans, size = _stream_frames(frames, images_dir, cfg.keyframes, shots or ShotPolicy(), progress)
     timings["frames"] = time.perf_counter() - t0
     n = len(indices)
     timings["num_frames"] = n
-    if n < 2 or selector is None:
+    if n < 2 or not spans:
         raise ReconstructionError(f"structure from motion needs at least 2 frames, got {n}")
-    w, h = size
     if max(size) < SMALL_FRAME_LONG_SIDE and cfg.first_octave == 0:
         cfg = replace(cfg, first_octave=-1)  # small frames: SIFT on the doubled image
     K, focal_guess = _given_intrinsics(intrinsics, hfov_deg, size)
     if K is None and focal_guess is None:
         focal_guess = _guess_intrinsics(None, None, size)[0].fx  # seed the mapping with the default guess
+    job = _Job(K, hfov_deg, focal_guess, size, cfg, preset, progress, timings)
+    if len(spans) == 1:
+        return _reconstruct_shot(images_dir, sfm_dir, indices, spans[0][2], job, chunks)
+    results = []
+    for k, (lo, hi, selector) in enumerate(spans):
+        folder = sfm_dir / "shots" / f"{k:02d}"
+        shot_images = link_span(images_dir, folder, lo, hi)
+        log.info("SfM: shot %d/%d, frames %d-%d", k + 1, len(spans), indices[lo], indices[hi - 1])
+        shot_job = replace(job, timings={})
+        results.append(_reconstruct_shot(shot_images, folder / "sfm", indices[lo:hi], selector, shot_job, chunks))
+        add_timings(timings, shot_job.timings)
+    return combine_shots(results, [(lo, hi) for lo, hi, _ in spans], indices)
 
+
+def _reconstruct_shot(images_dir: Path, sfm_dir: Path, indices: list[int], selector: KeyframeSelector, job: _Job,
+                      chunks: ChunkPolicy) -> Cameras:
+    """One shot (frames ``0 .. len(indices)-1`` of ``images_dir``): in chunks when long, else at once."""
+    n = len(indices)
+    if n < 2:
+        raise ReconstructionError(f"structure from motion needs at least 2 frames, got {n}")
     if selector.is_static:
-        timings["num_keyframes"] = 1
-        return _static_cameras(indices, size, K, hfov_deg,
-                               f"static camera (image motion under {cfg.keyframes.static_px} px over the clip)")
+        job.timings["num_keyframes"] = 1
+        return _static_cameras(indices, job.size, job.K, job.hfov_deg,
+                               f"static camera (image motion under {job.cfg.keyframes.static_px} px over the clip)")
+    plan = plan_chunks(selector.candidates, n, job.cfg.keyframes, chunks)
+    if len(plan) > 1:
+        return reconstruct_chunked(images_dir, sfm_dir, indices, selector.candidates, plan, job, _reconstruct)
+    return _reconstruct(images_dir, sfm_dir, indices, selector.select(), job)
 
-    kf = selector.select()
+
+# Long on purpose: the SfM steps in order with their fallbacks (rotation only, too few
+# points) returning early; each step is a helper of this package, what remains is the decisions.
+def _reconstruct(images_dir: Path, sfm_dir: Path, indices: list[int], kf: list[int], job: _Job) -> Cameras:
+    """Cameras of the frames ``0 .. len(indices)-1`` of ``images_dir`` from the keyframes ``kf``
+    (positions), in the world and scale of their own model (median keyframe depth 1)."""
+    K, hfov_deg, focal_guess, size, cfg, timings = job.K, job.hfov_deg, job.focal_guess, job.size, job.cfg, job.timings
+    progress, preset = job.progress, job.preset
+    sfm_dir.mkdir(parents=True, exist_ok=True)
+    n = len(indices)
+    w, h = size
     timings["num_keyframes"] = len(kf)
     log.info("SfM: %d frames, %d keyframes (%s preset)", n, len(kf), preset)
     names = [_image_name(p) for p in kf]

@@ -50,7 +50,10 @@ def _map_keyframes(
     w, h = size
 
     reader = pycolmap.ImageReaderOptions()
-    if K is not None:
+    if K is not None and K.k1:  # a known lens with its radial term (held fixed like a PINHOLE one)
+        reader.camera_model = "SIMPLE_RADIAL"
+        reader.camera_params = f"{K.fx},{K.cx + 0.5},{K.cy + 0.5},{K.k1}"
+    elif K is not None:
         reader.camera_model = "PINHOLE"
         reader.camera_params = f"{K.fx},{K.fy},{K.cx + 0.5},{K.cy + 0.5}"
     else:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from .keyframes import KEYFRAME_PRESETS, KeyframePolicy
 
-__all__ = ["SfmPreset", "SFM_PRESETS", "ProgressFn", "rescue_preset"]
+__all__ = ["SfmPreset", "SFM_PRESETS", "ProgressFn", "rescue_preset", "ChunkPolicy", "DEFAULT_CHUNKS"]
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +67,28 @@ def _report(progress: ProgressFn | None, stage: str, done: int, total: int) -> N
         progress(stage, done, total)
     elif total > 0 and done == total:
         log.info("SfM %s: %d/%d done", stage, done, total)
+
+
+@dataclass(frozen=True)
+class ChunkPolicy:
+    """When and how a long shot is reconstructed in overlapping chunks
+    (:mod:`steadydepth.cameras.sfm_chunks`).
+
+    Shots longer than ``above_frames`` frames are cut into chunks of ``keyframes`` keyframe
+    candidates (0: the preset's ``max_keyframes``), consecutive chunks sharing ``overlap``
+    candidates and every frame between them. ``above_frames`` 0 never chunks.
+    """
+
+    above_frames: int = 1200
+    keyframes: int = 0
+    overlap: int = 8
+
+    def __post_init__(self) -> None:
+        if self.above_frames < 0 or self.keyframes < 0 or self.overlap < 2:
+            raise ValueError(f"bad chunk policy {self}: above_frames, keyframes >= 0 and overlap >= 2")
+        if self.keyframes and self.keyframes < 2 * self.overlap:
+            raise ValueError(f"bad chunk policy {self}: keyframes must be at least twice the overlap")
+
+
+#: the default: clips over 1200 frames (40 s at 30 fps) in chunks of the preset's keyframe budget
+DEFAULT_CHUNKS = ChunkPolicy()

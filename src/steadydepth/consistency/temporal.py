@@ -106,9 +106,11 @@ class TemporalFusion:
     """
 
     def __init__(self, K: np.ndarray, poses_c2w: Sequence[np.ndarray | None], settings: TemporalSettings,
-                 first: int = 0) -> None:
+                 first: int = 0, shot_of: Sequence[int] | None = None) -> None:
         self.K = np.asarray(K, np.float64)
         self.poses = list(poses_c2w)
+        #: shot index per frame (scene cuts): frames of different shots are never fused
+        self.shot_of = list(shot_of) if shot_of is not None else None
         self.settings = settings
         self._frames: deque[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = deque()
         self._next = first  # position of the next frame to push
@@ -118,6 +120,12 @@ class TemporalFusion:
 
     def _pose(self, i: int) -> np.ndarray | None:
         return self.poses[i] if 0 <= i < len(self.poses) else None
+
+    def _same_shot(self, i: int, j: int) -> bool:
+        if self.shot_of is None:
+            return True
+        n = len(self.shot_of)
+        return 0 <= i < n and 0 <= j < n and self.shot_of[i] == self.shot_of[j]
 
     def push(self, depth: np.ndarray, confidence: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Add the next frame (z-depth and confidence ``(H, W)``); returns the frames now final, in order."""
@@ -149,7 +157,8 @@ class TemporalFusion:
         pose = self._pose(r)
         out = (depth, conf)
         if pose is not None and s.radius > 0 and (depth > 0).any():
-            out = self._fuse(depth, conf, pose, [held[j][3] for j in held if j != r and held[j][3] is not None])
+            out = self._fuse(depth, conf, pose, [held[j][3] for j in held if j != r and held[j][3] is not None
+                                                 and self._same_shot(j, r)])
         while self._frames and self._frames[0][0] < self._done - s.radius:
             self._frames.popleft()
         return out

@@ -177,9 +177,11 @@ class MVSPrior(DepthPrior):
         return s
 
     @staticmethod
-    def _scene_depth_from_points(cameras: Cameras, pose: np.ndarray, intr: Intrinsics) -> tuple[float, float, float] | None:
-        """Median depth and 1/99 % inverse-depth percentiles of sparse points seen by ``pose``."""
-        pts = cameras.points
+    def _scene_depth_from_points(cameras: Cameras, pose: np.ndarray, intr: Intrinsics,
+                                 position: int = 0) -> tuple[float, float, float] | None:
+        """Median depth and 1/99 % inverse-depth percentiles of sparse points (of frame
+        ``position``'s shot) seen by ``pose``."""
+        pts = cameras.points_of_shot(position)
         if pts is None or len(pts) < 20:
             return None
         u, v, z = project_points(pts, pose, intr, min_depth=1e-9)
@@ -352,9 +354,11 @@ class MVSPrior(DepthPrior):
         if cameras.pose_source(r) == "copied":  # not measured: its depth would be made up
             z = np.zeros((wsize[1], wsize[0]), np.float32)
             return z, z.copy()
+        shot = cameras.shot_of(r)  # frames of another shot live in another world
         cand = {j: poses[j] for j in range(max(0, r - s.search_radius), min(last, r + s.search_radius) + 1)
-                if j in buf and poses[j] is not None and cameras.pose_source(j) != "copied"}
-        pts = self._scene_depth_from_points(cameras, pose_r, intr)
+                if j in buf and poses[j] is not None and cameras.pose_source(j) != "copied"
+                and cameras.shot_of(j) == shot}
+        pts = self._scene_depth_from_points(cameras, pose_r, intr, r)
         scene_depth = pts[0] if pts else state["scene_depth"]
         srcs = select_sources(r, cand, scene_depth, s)
         if not srcs:
