@@ -18,7 +18,8 @@ geometry (z-depth with a confidence, e.g. multi-view stereo). Processing:
    low-frequency errors, a tilted floor or a compressed far wall, and its per-frame flicker;
    a frame with too little confident geometry keeps the clip alignment), blended with the
    geometry by confidence (:func:`~steadydepth.consistency.fusion.blend_with_geometry`: the
-   geometry is kept where it is confident, the fitted shape fills where it is weak or empty)
+   geometry is kept where it is confident, the fitted shape fills where it is weak or empty;
+   ``gamma`` is the blend's exponent, the geometry's weight being ``confidence ** gamma``)
    and yielded as z-depth in the geometry's units (``metric`` when every geometric part is
    metric). The pipeline's temporal fusion then makes the frames agree through the cameras.
    ``local_fit=None`` turns the local fit off (one scale and shift per frame only).
@@ -65,7 +66,8 @@ class CombinedPrior(DepthPrior):
     name = "combined"
 
     def __init__(self, parts: list[DepthPrior], spec: str = "", *, max_lag: int = 256,
-                 min_confidence: float = 0.5, local_fit: LocalFieldSettings | None = LocalFieldSettings()) -> None:
+                 min_confidence: float = 0.5, local_fit: LocalFieldSettings | None = LocalFieldSettings(),
+                 gamma: float = 0.25) -> None:
         if len(parts) < 2:
             raise InputError(f"combined prior '{spec}' needs at least two parts joined by '+'")
         self.parts = parts
@@ -73,6 +75,7 @@ class CombinedPrior(DepthPrior):
         self.max_lag = max_lag
         self.min_confidence = min_confidence
         self.local_fit = local_fit
+        self.gamma = gamma
         self.needs_cameras = any(p.needs_cameras for p in parts)
         self.last_stats: dict = {}
 
@@ -157,7 +160,7 @@ class CombinedPrior(DepthPrior):
                         fitted += 1
                         residuals.append((field.global_residual, field.residual))
                     if blend:
-                        depth, conf = blend_with_geometry(disp, gd, gc)
+                        depth, conf = blend_with_geometry(disp, gd, gc, gamma=self.gamma)
                     else:
                         depth = invert_valid(disp)
                         conf = np.where(depth > 0, 0.5, 0.0).astype(np.float32)
