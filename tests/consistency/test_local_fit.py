@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from steadydepth.consistency.fusion import blend_with_geometry, fit_to_geometry
-from steadydepth.consistency.local_fit import LocalFieldSettings, fit_local_field
+from steadydepth.consistency.local_fit import LocalFieldSettings, fit_local_field, weak_geometry_weight
 from steadydepth.errors import InputError
 from steadydepth.synthetic import render_clip
 
@@ -84,6 +84,20 @@ def test_field_reproduces_an_exact_affine_map_and_handles_weak_frames(clip):
     # invalid learned pixels stay invalid
     learned[10, 10] = 0.0
     assert field.apply(learned)[10, 10] == 0.0
+
+
+def test_weak_geometry_weight_follows_how_well_the_learned_shape_extrapolates(clip):
+    depth = clip.depth[0]
+    geo, conf = weak_geometry(depth, 0)
+    good = weak_geometry_weight(tilted_disparity(depth, 0), geo, conf)
+    rng = np.random.default_rng(0)
+    noise = np.exp(0.5 * rng.standard_normal(depth.shape)).astype(np.float32)  # uncorrelated with the scene
+    poor = weak_geometry_weight(noise, geo, conf)
+    assert good is not None and poor is not None
+    assert good < 0.2 < 0.5 < poor, (good, poor)
+    conf[:] = 0.0
+    conf[:10, :10] = 1.0
+    assert weak_geometry_weight(tilted_disparity(depth, 0), geo, conf) is None
 
 
 def test_bad_arguments_are_refused(clip):

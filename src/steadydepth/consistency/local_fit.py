@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import InputError
 from .robust import _huber_weights, _robust_affine
 
-__all__ = ["LocalFieldSettings", "LocalField", "fit_local_field"]
+__all__ = ["LocalFieldSettings", "LocalField", "fit_local_field", "weak_geometry_weight"]
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,10 @@ def fit_local_field(
     xs, ys, ws = x.ravel()[sel], 1.0 / g.ravel()[sel], c.ravel()[sel]
     xn, yn = float(np.median(xs)), float(np.median(ys))
     xs, ys = xs / xn, ys / yn
-    a0, b0, res0 = _robust_affine(xs, ys, st.huber_k, ws)
+    if np.ptp(xs) < 1e-6:  # a constant map: the field is a smooth interpolation of the geometry
+        a0, b0, res0 = 1.0, 0.0, float(np.median(np.abs(1.0 / ys - 1.0)))
+    else:
+        a0, b0, res0 = _robust_affine(xs, ys, st.huber_k, ws)
     if a0 is None or a0 <= 0:
         return None
     gy, gx = st.grid
@@ -175,3 +178,52 @@ def fit_local_field(
     r = A @ p - 1.0
     return LocalField(p[:n].reshape(gy, gx), p[n:].reshape(gy, gx), xn, yn, int(ok.sum()),
                       float(np.median(np.abs(r))), float(res0))
+
+
+def weak_geometry_weight(
+    learned: np.ndarray,
+    geometric: np.ndarray,
+    confidence: np.ndarray | None = None,
+    settings: LocalFieldSettings | None = None,
+    *,
+    blocks: tuple[int, int] = (4, 4),
+) -> float | None:
+    """How much to trust the geometry where it is *weak*, against the locally fitted learned
+    disparity: an inverse-variance weight in ``[0, 1]`` estimated by spatial cross-validation.
+
+    The confident pixels are split into two folds by a checkerboard of ``blocks`` image
+    blocks. For each fold, two fields are fitted on the other fold: the learned disparity's
+    (:func:`fit_local_field`) and the geometry's own smooth interpolation (the same fit with a
+    constant learned map: what the geometry alone can say away from its confident pixels).
+    Their median relative errors on the held-out fold, ``e_l`` and ``e_g``, give
+    ``e_l**2 / (e_l**2 + e_g**2)``: near 1 when the learned shape extrapolates no better than
+    smoothing the geometry, near 0 when it extrapolates much better; 1 when the learned map
+    cannot be fitted at all (e.g. a negative slope). ``None`` when a fold has too few
+    confident pixels.
+    """
+    st = settings or LocalFieldSettings()
+    x = np.asarray(learned, np.float64)
+    g = np.asarray(geometric, np.float64)
+    c = np.ones_like(g) if confidence is None else np.clip(np.asarray(confidence, np.float64), 0.0, 1.0)
+    h, w = x.shape
+    by, bx = blocks
+    v, u = np.mgrid[0:h, 0:w]
+    fold = ((v * by // h) + (u * bx // w)) % 2
+    ok = np.isfinite(x) & (x > 0) & np.isfinite(g) & (g > 0) & (c >= st.min_confidence)
+    const = np.ones_like(x)
+    errs = {"l": [], "g": []}
+    for k in (0, 1):
+        train = np.where(fold != k, c, 0.0)
+        test = ok & (fold == k)
+        if test.sum() < st.min_pixels:
+            return None
+        for key, values in (("l", x), ("g", const)):
+            field = fit_local_field(values, g, train, st)
+            if field is None:  # enough pixels (checked above): the learned map does not fit at all
+                return 1.0 if key == "l" else None
+            pred = field.apply(values)
+            t = test & (pred > 0)
+            errs[key].append(np.abs(pred[t] * g[t] - 1.0))
+    e_l = float(np.median(np.concatenate(errs["l"])))
+    e_g = float(np.median(np.concatenate(errs["g"])))
+    return e_l**2 / max(e_l**2 + e_g**2, 1e-12)

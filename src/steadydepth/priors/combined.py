@@ -19,7 +19,11 @@ geometry (z-depth with a confidence, e.g. multi-view stereo). Processing:
    a frame with too little confident geometry keeps the clip alignment), blended with the
    geometry by confidence (:func:`~steadydepth.consistency.fusion.blend_with_geometry`: the
    geometry is kept where it is confident, the fitted shape fills where it is weak or empty;
-   ``gamma`` is the blend's exponent, the geometry's weight being ``confidence ** gamma``)
+   the geometry's weight is ``confidence ** gamma`` where it is confident, and where it is
+   weak the frame's :func:`~steadydepth.consistency.local_fit.weak_geometry_weight`, a spatial
+   cross-validation of how well the fitted shape and the geometry's own smoothing each
+   predict held-out confident pixels: a good learned model takes over the weak regions, a
+   poor one leaves them to the geometry)
    and yielded as z-depth in the geometry's units (``metric`` when every geometric part is
    metric). The pipeline's temporal fusion then makes the frames agree through the cameras.
    ``local_fit=None`` turns the local fit off (one scale and shift per frame only).
@@ -46,7 +50,7 @@ import numpy as np
 
 from ..consistency.clip_stage import ClipAlignmentStage
 from ..consistency.fusion import blend_with_geometry
-from ..consistency.local_fit import LocalFieldSettings, fit_local_field
+from ..consistency.local_fit import LocalFieldSettings, fit_local_field, weak_geometry_weight
 from ..errors import InputError, ReconstructionError
 from ..geometry import invert_valid, resize_keep_invalid
 from ..types import Frame, PriorOutput
@@ -146,7 +150,7 @@ class CombinedPrior(DepthPrior):
                             "first frame only (relative, arbitrary scale)")
             self.last_stats = {"frames": n, "tee_memory_high_water": tee.memory_high_water, "tee_spilled": tee.spilled, **stage.stats}
             metric = anchored and geo_metric
-            fitted, residuals = 0, []
+            fitted, residuals, weak_weights = 0, [], []
             for i, aligned, maps in stage.aligned():
                 gd, gc = maps["g"], maps["c"]
                 if stage.kind == "disparity":
@@ -155,12 +159,17 @@ class CombinedPrior(DepthPrior):
                     disp = invert_valid(aligned)
                 if anchored:
                     field = None if local_fit is None else fit_local_field(disp, gd, gc, local_fit)
+                    weights = gc
                     if field is not None:
+                        weak = weak_geometry_weight(disp, gd, gc, local_fit) if blend else None
+                        if weak is not None:  # weak geometry weighs what it is worth (sqrt: leaning to the geometry)
+                            weights = np.where(gc >= local_fit.min_confidence, gc, np.sqrt(weak) ** (1.0 / self.gamma))
+                            weak_weights.append(weak)
                         disp = field.apply(disp)
                         fitted += 1
                         residuals.append((field.global_residual, field.residual))
                     if blend:
-                        depth, conf = blend_with_geometry(disp, gd, gc, gamma=self.gamma)
+                        depth, conf = blend_with_geometry(disp, gd, weights.astype(np.float32), gamma=self.gamma)
                     else:
                         depth = invert_valid(disp)
                         conf = np.where(depth > 0, 0.5, 0.0).astype(np.float32)
@@ -172,6 +181,7 @@ class CombinedPrior(DepthPrior):
             if local_fit is not None and anchored:
                 self.last_stats["local_fit"] = {
                     "frames": fitted, "grid": list(local_fit.grid), "blend": blend,
+                    "weak_geometry_weight": float(np.median(weak_weights)) if weak_weights else None,
                     "residual_global": float(np.median([r[0] for r in residuals])) if residuals else None,
                     "residual_local": float(np.median([r[1] for r in residuals])) if residuals else None}
                 log.info("combined prior: local fit on %d/%d frames (median relative residual %s -> %s)", fitted, n,
