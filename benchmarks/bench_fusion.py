@@ -54,7 +54,7 @@ def rows_for(model: Path) -> dict[str, tuple[str, dict | None]]:
     }
 
 
-def _extra_args(fusion: dict | None, work: Path) -> list[str]:
+def _extra_args(fusion: dict | None) -> list[str]:
     """``steadydepth run`` has no flag for the fusion options: they go through a tiny wrapper."""
     return [] if fusion is None else ["__fusion__", json.dumps(fusion)]
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in wanted:
                 spec, fusion = table[row]
                 work = root / f"{name}_{len(per)}"
-                extra = ["--prior", spec, "--no-vis", *_extra_args(fusion, work)]
+                extra = ["--prior", spec, "--no-vis", *_extra_args(fusion)]
                 r = bench_real.run_once(name, work, args.preset, extra)
                 if row == "tflite" and "note" not in r:
                     per["tflite raw"] = {"seq": name, **_score_raw(work / "out", seq)}
