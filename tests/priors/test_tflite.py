@@ -182,6 +182,9 @@ def test_pipeline_alone_and_fused_with_mvs_on_real_frames(model, kitchen, tmp_pa
                      max_res=320, progress_bar=False, vis=False)
     info = json.loads((tmp_path / "fused" / "run.json").read_text())
     assert info["status"] == "complete" and info["frames"] == len(fused) >= 12
+    # the real network's smooth errors are fitted locally: the field fits the confident geometry better
+    local = info["prior"]["stats"]["local_fit"]
+    assert local["frames"] >= 6 and local["residual_local"] < 0.8 * local["residual_global"], local
     d = fused.to_array()
     assert np.isfinite(d).all() and (d > 0).mean() > 0.9
     # the video's geometry fixes scale and shift: the fused depth agrees with the Kinect up to one scale

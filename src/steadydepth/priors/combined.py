@@ -12,9 +12,26 @@ geometry (z-depth with a confidence, e.g. multi-view stereo). Processing:
    spilled to a temporary folder (memory stays flat in clip length).
 2. **Solve**: one scale and shift per frame, jointly over the clip (cross-frame agreement
    through optical flow and poses, plus agreement with confident geometry).
-3. **Second pass**: the aligned shape is blended with the geometry by confidence
-   (:func:`~steadydepth.consistency.fusion.blend_with_geometry`) and yielded as z-depth in the
-   geometry's units (``metric`` when every geometric part is metric).
+3. **Second pass**: per frame, the aligned shape is fitted *locally* to the frame's confident
+   geometry (a smooth scale and shift field on a coarse grid,
+   :func:`~steadydepth.consistency.local_fit.fit_local_field`: it undoes the learned model's
+   low-frequency errors, a tilted floor or a compressed far wall, and its per-frame flicker;
+   a frame with too little confident geometry keeps the clip alignment), blended with the
+   geometry by confidence (:func:`~steadydepth.consistency.fusion.blend_with_geometry`: the
+   geometry is kept where it is confident, the fitted shape fills where it is weak or empty;
+   the geometry's weight is ``confidence ** gamma`` where it is confident, and where it is
+   weak the frame's :func:`~steadydepth.consistency.local_fit.weak_geometry_weight`, a spatial
+   cross-validation of how well the fitted shape and the geometry's own smoothing each
+   predict held-out confident pixels: a good learned model takes over the weak regions, a
+   poor one leaves them to the geometry)
+   and yielded as z-depth in the geometry's units (``metric`` when every geometric part is
+   metric). The pipeline's temporal fusion then makes the frames agree through the cameras.
+   ``local_fit=None`` turns the local fit off (one scale and shift per frame only).
+
+``context.options["fusion"]`` (a dict; ``RunOptions(extra={"fusion": {...}})``) overrides:
+``local_fit`` (bool, default true) and ``blend`` (bool, default true; false yields the fitted
+learned depth everywhere, the geometry serving only to fit it: the learned prior made
+consistent with the cameras, for measurements).
 
 Without any confident geometry the clip is aligned to its first frame (relative depth in
 arbitrary "scene" units, with a warning). ``needs_cameras`` is true when any part needs them.
@@ -33,6 +50,7 @@ import numpy as np
 
 from ..consistency.clip_stage import ClipAlignmentStage
 from ..consistency.fusion import blend_with_geometry
+from ..consistency.local_fit import LocalFieldSettings, fit_local_field, weak_geometry_weight
 from ..errors import InputError, ReconstructionError
 from ..geometry import invert_valid, resize_keep_invalid
 from ..types import Frame, PriorOutput
@@ -52,13 +70,16 @@ class CombinedPrior(DepthPrior):
     name = "combined"
 
     def __init__(self, parts: list[DepthPrior], spec: str = "", *, max_lag: int = 256,
-                 min_confidence: float = 0.5) -> None:
+                 min_confidence: float = 0.5, local_fit: LocalFieldSettings | None = LocalFieldSettings(),
+                 gamma: float = 0.25) -> None:
         if len(parts) < 2:
             raise InputError(f"combined prior '{spec}' needs at least two parts joined by '+'")
         self.parts = parts
         self.spec = spec
         self.max_lag = max_lag
         self.min_confidence = min_confidence
+        self.local_fit = local_fit
+        self.gamma = gamma
         self.needs_cameras = any(p.needs_cameras for p in parts)
         self.last_stats: dict = {}
 
@@ -72,6 +93,7 @@ class CombinedPrior(DepthPrior):
             part.check_source(source)
 
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
+        local_fit, blend = _fusion_options(context.options.get("fusion"), self.local_fit)
         tee = SpillingTee(frames, len(self.parts) + 1, in_memory=self.max_lag)
         branches = tee.branches()
         gens = [part.process(branch, context) for part, branch in zip(self.parts, branches[:-1])]
@@ -128,6 +150,7 @@ class CombinedPrior(DepthPrior):
                             "first frame only (relative, arbitrary scale)")
             self.last_stats = {"frames": n, "tee_memory_high_water": tee.memory_high_water, "tee_spilled": tee.spilled, **stage.stats}
             metric = anchored and geo_metric
+            fitted, residuals, weak_weights = 0, [], []
             for i, aligned, maps in stage.aligned():
                 gd, gc = maps["g"], maps["c"]
                 if stage.kind == "disparity":
@@ -135,15 +158,52 @@ class CombinedPrior(DepthPrior):
                 else:
                     disp = invert_valid(aligned)
                 if anchored:
-                    depth, conf = blend_with_geometry(disp, gd, gc)
+                    field = None if local_fit is None else fit_local_field(disp, gd, gc, local_fit)
+                    weights = gc
+                    if field is not None:
+                        weak = weak_geometry_weight(disp, gd, gc, local_fit) if blend else None
+                        if weak is not None:  # weak geometry weighs what it is worth (sqrt: leaning to the geometry)
+                            weights = np.where(gc >= local_fit.min_confidence, gc, np.sqrt(weak) ** (1.0 / self.gamma))
+                            weak_weights.append(weak)
+                        disp = field.apply(disp)
+                        fitted += 1
+                        residuals.append((field.global_residual, field.residual))
+                    if blend:
+                        depth, conf = blend_with_geometry(disp, gd, weights.astype(np.float32), gamma=self.gamma)
+                    else:
+                        depth = invert_valid(disp)
+                        conf = np.where(depth > 0, 0.5, 0.0).astype(np.float32)
                 else:
                     ok = disp > 0
                     depth = np.where(ok, 1.0 / np.where(ok, disp, 1.0), 0.0).astype(np.float32)
                     conf = np.where(ok, 0.5, 0.0).astype(np.float32)
                 yield PriorOutput(index=i, values=depth, kind="depth", metric=metric, confidence=conf)
+            if local_fit is not None and anchored:
+                self.last_stats["local_fit"] = {
+                    "frames": fitted, "grid": list(local_fit.grid), "blend": blend,
+                    "weak_geometry_weight": float(np.median(weak_weights)) if weak_weights else None,
+                    "residual_global": float(np.median([r[0] for r in residuals])) if residuals else None,
+                    "residual_local": float(np.median([r[1] for r in residuals])) if residuals else None}
+                log.info("combined prior: local fit on %d/%d frames (median relative residual %s -> %s)", fitted, n,
+                         self.last_stats["local_fit"]["residual_global"], self.last_stats["local_fit"]["residual_local"])
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             tee.close()
+
+
+def _fusion_options(given, default: LocalFieldSettings | None) -> tuple[LocalFieldSettings | None, bool]:
+    """``(local fit settings or None, blend)`` from ``context.options["fusion"]`` (see the module docstring)."""
+    opts = dict(given or {})
+    unknown = sorted(set(opts) - {"local_fit", "blend"})
+    if unknown:
+        raise InputError(f"fusion options: unknown {unknown} (known: local_fit, blend)")
+    for key in opts:
+        if not isinstance(opts[key], bool):
+            raise InputError(f"fusion options: {key} must be true or false, got {opts[key]!r}")
+    local_fit = default if opts.get("local_fit", True) else None
+    if local_fit is None and opts.get("local_fit", False):
+        local_fit = LocalFieldSettings()
+    return local_fit, bool(opts.get("blend", True))
 
 
 @register_prior("combined", internal=True)
