@@ -156,7 +156,10 @@ function view3d(canvas, buf) {
     const eye = [centre[0] - distance * dir[0], centre[1] + distance * dir[1], centre[2] - distance * dir[2]];
     const mvp = multiply(perspective(0.9, canvas.width / canvas.height, distance / 100, distance * 10), lookAt(eye, centre, [0, -1, 0]));
     gl.uniformMatrix4fv(loc.m, false, new Float32Array(mvp));
-    gl.uniform1f(loc.s, Math.max(1.5, 2.5 * (canvas.width / 640)));
+    // points about as large as their spacing on screen: a sparse fused cloud (one point per voxel)
+    // reads as a surface, a dense per-frame cloud stays fine-grained
+    const spacing = 0.4 * canvas.width * Math.sqrt(Math.PI / Math.max(n, 1)) * (2.2 * radius / distance);
+    gl.uniform1f(loc.s, Math.min(8.0, Math.max(1.5, spacing, 2.5 * (canvas.width / 640))));
     gl.drawArrays(gl.POINTS, 0, n);
     frames += 1;
     window.steadydepthView = { points: n, frames };
