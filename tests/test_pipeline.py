@@ -153,9 +153,9 @@ def test_failure_mid_run_keeps_finished_frames_and_says_so(tmp_path):
 
 
 def test_image_stash_spills_past_its_memory_bound(tmp_path):
-    from steadydepth.pipeline import _ImageStash
+    from steadydepth.image_stash import ImageStash
 
-    stash = _ImageStash(tmp_path / "stash", in_memory=2)
+    stash = ImageStash(tmp_path / "stash", in_memory=2)
     imgs = [np.full((2, 2, 3), i, np.uint8) for i in range(5)]
     for i, im in enumerate(imgs):
         stash.put(i, im)

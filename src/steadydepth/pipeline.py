@@ -33,6 +33,7 @@ from .io.frames import FrameSource, open_source, processing_size, resize_frame
 from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
 from .priors.base import PriorContext, create_prior
+from .image_stash import ImageStash, Recorder
 from .progress import LoggedWarnings, Progress, peak_memory_mb
 from .resume import ResumePlan, RunState, announce, plan_resume, prior_start, run_identity
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
@@ -321,7 +322,7 @@ def estimate(
                                options=opts.extra)
         t0 = time.perf_counter()
         frame_indices: list[int] = []
-        images = _ImageStash(out.work_dir / "images")  # images the prior has read but not yet answered
+        images = ImageStash(out.work_dir / "images")  # images the prior has read but not yet answered
         writer = _DepthWriter(out, opts, hint, scale, units, (out_w, out_h))
         writer.lens = frames.lens
         if prior.needs_cameras:  # such priors give depth in the cameras' units
@@ -346,7 +347,7 @@ def estimate(
 
         with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
             bar.update(start)
-            stream = _Recorder(frames.iter_from(start, frame_indices), frame_indices, images)
+            stream = Recorder(frames.iter_from(start, frame_indices), frame_indices, images)
             for position, prior_out in enumerate(prior.process(stream, context), start=start):
                 image = images.pop(position)
                 if writer.metric is None:
@@ -438,52 +439,6 @@ def estimate(
     if temporary:  # the folder lives as long as the DepthVideo that reads it
         weakref.finalize(video, shutil.rmtree, out.root, True)
     return video
-
-
-class _ImageStash:
-    """Images the prior has read ahead of its outputs, kept until their output arrives.
-
-    Priors that read the whole clip before answering (two-pass combinations) would make
-    this grow with the clip, so past ``in_memory`` images it spills to ``folder``.
-    """
-
-    def __init__(self, folder: Path, in_memory: int = 32) -> None:
-        self.folder, self.in_memory = folder, in_memory
-        self.memory: dict[int, np.ndarray] = {}
-        self.spilled: set[int] = set()
-
-    def put(self, position: int, image: np.ndarray) -> None:
-        if len(self.memory) < self.in_memory:
-            self.memory[position] = image
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        np.save(self.folder / f"{position:06d}.npy", image)
-        self.spilled.add(position)
-
-    def pop(self, position: int) -> np.ndarray | None:
-        if position in self.memory:
-            return self.memory.pop(position)
-        if position in self.spilled:
-            self.spilled.discard(position)
-            path = self.folder / f"{position:06d}.npy"
-            image = np.load(path)
-            path.unlink()
-            return image
-        return None
-
-
-class _Recorder:
-    """Passes frames to the prior, recording their source indices and stashing each image
-    until the prior has answered for it."""
-
-    def __init__(self, frames: Iterator[Frame], record: list[int], images: _ImageStash) -> None:
-        self.frames, self.record, self.images = frames, record, images
-
-    def __iter__(self) -> Iterator[Frame]:
-        for frame in self.frames:
-            self.images.put(len(self.record), frame.image)
-            self.record.append(frame.index)
-            yield frame
 
 
 @contextmanager
