@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError, SteadyDepthError, exit_codes_help
-from .interrupts import Terminated, sigterm_as_interrupt
+from .interrupts import Terminated
 from .io.depth_files import DEPTH_FORMATS
 from .options import PRESETS, RunOptions, cli_names
 from .scene.colormap import COLORMAPS
