@@ -28,7 +28,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import InputError, OutputError, SteadyDepthError, require
+from .errors import InputError, SteadyDepthError, require
+from .outputs import make_output_folder
 from .io.atomic import atomic_write_json
 from .io.images import IMAGE_EXTENSIONS
 from .options import RunOptions
@@ -182,12 +183,7 @@ class _BatchFile:
 
 
 def _prepare_outdir(outdir: Path) -> None:
-    if outdir.exists() and not outdir.is_dir():
-        raise OutputError(f"{outdir}: output path exists and is not a folder")
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{outdir}: cannot create output folder ({exc.strerror or exc})") from exc
+    make_output_folder(outdir)
 
 
 def run_batch(inputs: Sequence[str | Path], outdir: str | Path, options: RunOptions, *, use_ray: bool = False,

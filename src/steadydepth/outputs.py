@@ -69,12 +69,7 @@ class OutputFolder:
         """Create the folder; refuse one that holds another run unless ``overwrite``, which sets
         that run aside in ``.previous/`` (see :meth:`discard_previous`, :meth:`restore_previous`)."""
         root = self.root
-        if root.exists() and not root.is_dir():
-            raise OutputError(f"{root}: output path exists and is not a folder")
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{root}: cannot create output folder ({exc.strerror or exc})") from exc
+        make_output_folder(root)
         settle_previous_run(root, self.overwrite, resume=self.resume)  # a live run refuses; stale files go
         if (root / PREVIOUS).is_dir() and not _has_frames(root):
             self.restore_previous()  # a replacing run that stopped before its first frame: the old run is back
@@ -206,6 +201,17 @@ class OutputFolder:
         path = self.root / name
         atomic_write_json(path, obj)
         return path
+
+
+def make_output_folder(root: Path) -> None:
+    """Create the output folder ``root`` (and its parents); :class:`OutputError` naming it when the
+    path is a file or cannot be created."""
+    if root.exists() and not root.is_dir():
+        raise OutputError(f"{root}: output path exists and is not a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot create output folder ({exc.strerror or exc})") from exc
 
 
 def _remove(path: Path) -> None:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError, OutputError
+from ..outputs import make_output_folder
 from ..geometry import rotation_angle_deg
 from ..types import Intrinsics
 from .layers import LayeredImage, build_layers
@@ -123,12 +124,7 @@ def check_options(o: AnimateOptions) -> None:
 
 
 def _prepare_output(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: output path exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot create output folder ({exc.strerror or exc})") from exc
+    make_output_folder(out)
     found = [n for n in OUTPUT_NAMES if (out / n).exists()]
     if found and not overwrite:
         raise OutputError(f"{out}: folder already holds an animation ({', '.join(found)}); pass --overwrite to "
