@@ -13,10 +13,16 @@ from .io.frames import FrameSource
 from .outputs import OutputFolder
 from .types import Cameras, Intrinsics
 
-__all__ = ["write_cameras", "shots_summary", "write_points", "write_visualisation", "visualisation_size",
+__all__ = ["frame_poses", "write_cameras", "shots_summary", "write_points", "write_visualisation", "visualisation_size",
            "VIS_MAX_SIDE"]
 
 log = logging.getLogger(__name__)
+
+
+def frame_poses(frames: list[dict]) -> list[np.ndarray | None]:
+    """The camera-to-world 4x4 poses (float64) of ``cameras.json``'s ``frames`` entries, None where
+    ``pose_c2w`` is null or absent (the reading side of :func:`write_cameras`)."""
+    return [None if f.get("pose_c2w") is None else np.asarray(f["pose_c2w"], dtype=np.float64) for f in frames]
 
 
 def write_cameras(out: OutputFolder, cameras: Cameras | None, intrinsics: Intrinsics | None,

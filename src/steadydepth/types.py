@@ -100,6 +100,13 @@ class Intrinsics:
             raise ValueError(f"K must be 3x3, got {K.shape}")
         return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Intrinsics:
+        """Read back :meth:`to_dict`'s form (``k1`` absent or null: 0). KeyError, TypeError or
+        ValueError on a missing or malformed field (callers name the file)."""
+        return cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]), int(d["height"]),
+                   k1=float(d.get("k1") or 0.0))
+
     def to_dict(self) -> dict:
         """JSON form: the fields, the pixel-centre convention and the lens model."""
         return {

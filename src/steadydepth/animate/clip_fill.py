@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..exports import frame_poses
 from ..types import Intrinsics
 from .layers import discontinuities, fill_depth_from_background, grid_triangles, camera_points, diagonal_ok
 from .raster import MeshLayer, rasterize_layers
@@ -54,9 +55,8 @@ def _run_poses(run: Path) -> tuple[Intrinsics, list[np.ndarray | None]]:
     d = data.get("intrinsics")
     if not isinstance(d, dict):
         raise InputError(f"{path}: the run has no intrinsics; --from-run needs a run with cameras")
-    intr = Intrinsics(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]),
-                      int(d["height"]), k1=float(d.get("k1") or 0.0))
-    poses = [None if f.get("pose_c2w") is None else np.asarray(f["pose_c2w"], np.float64) for f in data["frames"]]
+    intr = Intrinsics.from_dict(d)
+    poses = frame_poses(data["frames"])
     return intr, poses
 
 

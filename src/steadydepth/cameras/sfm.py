@@ -173,6 +173,12 @@ def _given_intrinsics(intrinsics: Intrinsics | None, hfov_deg: float | None,
     return K, focal_guess
 
 
+def _with_halfway_frames(kf: list[int]) -> list[int]:
+    """The keyframe positions ``kf`` with the frame halfway between each two that are not adjacent
+    (the denser set the retries map)."""
+    return sorted(set(kf) | {(a + b) // 2 for a, b in zip(kf, kf[1:]) if b - a > 1})
+
+
 def _map_with_flow(sfm_dir: Path, images_dir: Path, kf: list[int], K: Intrinsics | None, focal_guess: float | None,
                    size: tuple[int, int], cfg, progress: ProgressFn | None, timings: dict, failed: tuple):
     """The last mapping attempt: keyframes linked by optical-flow tracks (:mod:`.sfm_flow`) instead
@@ -180,7 +186,7 @@ def _map_with_flow(sfm_dir: Path, images_dir: Path, kf: list[int], K: Intrinsics
     Returns ``(model, number of models, keyframes, note)``, or ``failed`` when it maps no better."""
     flow_dir = sfm_dir / "flow"
     flow_dir.mkdir(exist_ok=True)
-    dense = sorted(set(kf) | {(a + b) // 2 for a, b in zip(kf, kf[1:]) if b - a > 1})
+    dense = _with_halfway_frames(kf)
     names = [_image_name(p) for p in dense]
     log.info("SfM: no model from SIFT features; retrying with optical-flow tracks over %d keyframes", len(dense))
     preset = rescue_preset(cfg)
@@ -390,7 +396,7 @@ def _reconstruct(images_dir: Path, sfm_dir: Path, indices: list[int], kf: list[i
     if not _mapped_enough(rec, len(kf)) and len(kf) >= 3:
         # blur or faint texture: too few features to link the keyframes. Try once more with
         # twice the keyframes (halfway frames added) and several times the features.
-        dense = sorted(set(kf) | {(a + b) // 2 for a, b in zip(kf, kf[1:]) if b - a > 1})
+        dense = _with_halfway_frames(kf)
         log.info("SfM: the mapping registered %d of %d keyframes; retrying with %d keyframes and more features",
                  0 if rec is None else rec.num_reg_images(), len(kf), len(dense))
         rec2, num2 = _map_keyframes(sfm_dir, images_dir, [_image_name(p) for p in dense], K, focal_guess, size,

@@ -152,8 +152,7 @@ def load_gt_folder(folder: str | Path, *, max_depth: float = 10.0, load_images: 
         raise InputError(f"{meta_path}: ground truth must be in metres, got units={units!r}")
     intr_d = meta.get("intrinsics")
     try:
-        intr = Intrinsics(float(intr_d["fx"]), float(intr_d["fy"]), float(intr_d["cx"]), float(intr_d["cy"]),
-                          int(intr_d["width"]), int(intr_d["height"]), float(intr_d.get("k1", 0.0)))
+        intr = Intrinsics.from_dict(intr_d)
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise InputError(f"{meta_path}: missing or bad 'intrinsics' (need fx, fy, cx, cy, width, height)") from exc
     depth_dir = root / "depth"

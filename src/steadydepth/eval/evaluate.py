@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exports import frame_poses
 from ..errors import InputError
 from ..options import option_text
 from .datasets import load_ground_truth
@@ -67,7 +68,7 @@ def _output_poses(folder: Path, count: int) -> list[np.ndarray | None] | None:
     if not path.is_file():
         return None
     frames = json.loads(path.read_text()).get("frames", [])
-    poses = [None if f.get("pose_c2w") is None else np.asarray(f["pose_c2w"], dtype=np.float64) for f in frames]
+    poses = frame_poses(frames)
     return poses[:count] if any(p is not None for p in poses) else None
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..exports import frame_poses
 from ..types import Intrinsics
 
 __all__ = ["RunData", "SCENE_FILES", "grid_stride"]
@@ -86,8 +87,7 @@ class RunData:
         first = np.load(root / "depth" / "000000.npy", mmap_mode="r")
         h, w = first.shape
         self.size = (w, h)
-        self.intrinsics = Intrinsics(float(i["fx"]), float(i["fy"]), float(i["cx"]), float(i["cy"]),
-                                     int(i["width"]), int(i["height"]), float(i.get("k1", 0.0)))
+        self.intrinsics = Intrinsics.from_dict(i)
         if (self.intrinsics.width, self.intrinsics.height) != (w, h):
             self.intrinsics = self.intrinsics.scaled(w, h)
         frames = cams.get("frames") or []
@@ -95,9 +95,7 @@ class RunData:
         while (root / "depth" / f"{count:06d}.npy").is_file():
             count += 1
         count = min(count, len(frames)) if frames else count
-        self.poses: list[np.ndarray | None] = [
-            None if f.get("pose_c2w") is None else np.asarray(f["pose_c2w"], dtype=np.float64) for f in frames[:count]
-        ] + [None] * max(0, count - len(frames))
+        self.poses: list[np.ndarray | None] = frame_poses(frames[:count]) + [None] * max(0, count - len(frames))
         self.num_frames = count
         self.step = max(1, math.ceil(count / max_frames))
         self.shown = list(range(0, count, self.step))  # positions that playback visits
