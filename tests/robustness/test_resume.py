@@ -65,9 +65,12 @@ def test_a_killed_run_resumes_from_its_cameras_and_finished_frames(clip_and_refe
     assert json.loads((out / "run.json").read_text())["status"] == "running"  # SIGKILL: nothing recorded
     with np.load(out / ".resume" / "cameras.npz") as saved:
         killed_poses = saved["poses"].copy()  # the killed run's cameras: the resumed run must use them
-    finished = {**_mtimes(out / "depth"), **{"c" + k: v for k, v in _mtimes(out / "confidence").items()}}
-    done = len(list((out / "depth").glob("*.npy")))
-    assert 14 <= done < 18
+    assert 14 <= len(list((out / "depth").glob("*.npy"))) < 18
+    # a frame is finished when both its depth and confidence files exist (the kill may land between them)
+    complete = {p.name for p in (out / "depth").glob("*.npy")} & {p.name for p in (out / "confidence").glob("*.npy")}
+    finished = {**{k: v for k, v in _mtimes(out / "depth").items() if k in complete},
+                **{"c" + k: v for k, v in _mtimes(out / "confidence").items() if k in complete}}
+    done = len(complete)
 
     with caplog.at_level(logging.INFO, logger="steadydepth"):
         assert main(["run", str(video), "-o", str(out), *ARGS]) == 0
