@@ -28,7 +28,6 @@ fused rows run SfM separately, so differences within a few per cent are noise.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -55,22 +54,8 @@ def rows_for(model: Path) -> dict[str, tuple[str, dict | None]]:
 
 
 def _extra_args(fusion: dict | None) -> list[str]:
-    """``steadydepth run`` has no flag for the fusion options: they go through a tiny wrapper."""
-    return [] if fusion is None else ["__fusion__", json.dumps(fusion)]
-
-
-CHILD = (
-    "import sys, json; from steadydepth.cli import main\n"
-    "args = sys.argv[1:]\n"
-    "if '__fusion__' in args:\n"
-    "    k = args.index('__fusion__'); fusion = json.loads(args[k + 1]); del args[k:k + 2]\n"
-    "    import steadydepth.priors.base as base\n"
-    "    orig = base.PriorContext.__init__\n"
-    "    def init(self, *a, **kw):\n"
-    "        orig(self, *a, **kw); self.options = {**(self.options or {}), 'fusion': fusion}\n"
-    "    base.PriorContext.__init__ = init\n"
-    "sys.exit(main(args))\n"
-)
+    """The ``--fusion`` flag for the row's fusion options."""
+    return [] if fusion is None else ["--fusion", ",".join(f"{k}={str(v).lower()}" for k, v in fusion.items())]
 
 
 def _score_raw(out: Path, seq: Path) -> dict:
@@ -97,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [r for r in wanted if r not in table]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {list(table)}")
-    bench_real.CHILD = CHILD
     root = Path(tempfile.mkdtemp(prefix="sd-bench-fusion-"))
     results: list[dict] = []
     try:

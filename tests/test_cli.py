@@ -95,3 +95,35 @@ def test_single_frame_with_geometric_prior_names_the_input(tmp_path, capsys):
     assert rc != 0
     line = _error_line(capsys)
     assert str(imgs) in line and "2 frames" in line
+
+
+def test_fusion_flag_is_checked_before_any_work(tmp_path, capsys):
+    imgs = _write_images(tmp_path / "imgs", n=3)
+    out = tmp_path / "out"
+    for bad in ("blend=maybe", "gamma=1", "blend"):
+        with pytest.raises(SystemExit) as exc:
+            main(["run", str(imgs), "-o", str(out), "--fusion", bad])
+        assert exc.value.code == 2
+        assert "--fusion" in capsys.readouterr().err
+    # a prior that fuses nothing: refused with the flag named, nothing written
+    assert main(["run", str(imgs), "-o", str(out), "--prior", "io-passthrough", "--fusion", "blend=false"]) == 2
+    assert "--fusion applies to a learned prior" in _error_line(capsys) and not out.exists()
+
+
+def test_fusion_flag_reaches_the_fusion(tmp_path):
+    import json
+
+    from steadydepth.synthetic import render_clip, save_clip
+
+    clip = save_clip(render_clip(num_frames=10, width=240, height=180, seed=0), tmp_path / "clip") / "clip.mp4"
+    stats = {}
+    for label, flag in (("default", []), ("global", ["--fusion", "local_fit=false"]), ("learned", ["--fusion", "blend=false"])):
+        out = tmp_path / label
+        assert main(["run", str(clip), "-o", str(out), "--prior", "io-passthrough+mvs", "--quiet", "--no-vis",
+                     "--no-scene", *flag]) == 0
+        info = json.loads((out / "run.json").read_text())
+        stats[label] = info["prior"]["stats"]
+        assert info["options"]["extra"] == ({"fusion": {flag[1].split("=")[0]: False}} if flag else {})
+    assert stats["default"]["local_fit"]["blend"] is True
+    assert "local_fit" not in stats["global"]
+    assert stats["learned"]["local_fit"]["blend"] is False

@@ -38,6 +38,15 @@ def _intrinsics(text: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _fusion(text: str) -> dict[str, bool]:
+    from .priors.combined import parse_fusion
+
+    try:
+        return parse_fusion(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steadydepth", description="Temporally consistent depth from video.",
                                      epilog=exit_codes_help())
@@ -57,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "disk or can be downloaded, else mvs; see `steadydepth priors`), mvs (no weights), files:DIR, "
                           "hf:MODEL, vda:FILE, onnx:FILE, tflite:FILE, depthcrafter, combinations such as hf:MODEL+mvs, "
                           "and refine:SPEC (multi-view refinement of SPEC's depth)")
+    run.add_argument("--fusion", type=_fusion, metavar="KEY=BOOL,...",
+                     help="how a learned prior is fused with the geometry (priors such as tflite:FILE+mvs, and auto "
+                          "when it picks a learned model): local_fit=false keeps one scale and shift per frame "
+                          "(default true: a smooth local field), blend=false keeps the fitted learned depth "
+                          "everywhere (default true: the geometry where it is confident)")
     run.add_argument("--model-dir", help="folder of model weights searched before $STEADYDEPTH_MODELS and the "
                                          "Hugging Face cache (--prior auto, vda)")
     run.add_argument("--no-download", action="store_true",
@@ -181,6 +195,7 @@ def _run_options(args: argparse.Namespace, intr: Intrinsics | None) -> RunOption
         png_scale=args.png_scale, npz=not args.no_npz, vis=not args.no_vis, side_by_side=args.side_by_side,
         cmap=args.cmap, points=args.points, points_stride=args.points_stride, scene=not args.no_scene, hfov_deg=args.fov, intrinsics=intr,
         metric_hint=args.metric_hint, device=args.device, overwrite=args.overwrite, progress_bar=not args.quiet,
+        extra={"fusion": args.fusion} if args.fusion else {},
     )
 
 

@@ -153,6 +153,7 @@ class _DepthWriter:
         self.count = 0
         self.clipped = 0
         self.valid = 0  # valid (depth > 0) pixels written
+        self.empty: list[int] = []  # positions of the frames written without any valid pixel
         self.hint_applied = False
         self.metric: bool | None = None
         self.lens: RadialLens | None = None
@@ -166,7 +167,7 @@ class _DepthWriter:
     def resume_from(self, plan: ResumePlan, start: int) -> None:
         """Continue the counts and the scale of the interrupted run ``plan``; writing starts at ``start``."""
         self.count, self.skip_below = start, plan.finished
-        self.valid, self.clipped = plan.valid, plan.clipped
+        self.valid, self.clipped, self.empty = plan.valid, plan.clipped, list(plan.empty)
         if plan.scale is not None:
             self.scale, self.units, self.hint_applied = plan.scale, plan.units, plan.hint_applied
             self._recorded = (self.scale, self.units, self.hint_applied)
@@ -186,13 +187,30 @@ class _DepthWriter:
         if self.scale != 1.0:
             depth = depth * np.float32(self.scale)
         depth, conf = resize_depth(depth, conf, self.size)
-        self.valid += int(np.count_nonzero(depth > 0))
+        valid = int(np.count_nonzero(depth > 0))
+        self.valid += valid
+        if not valid:
+            self.empty.append(self.count)
         self.clipped += self.out.write_frame(self.count, depth, conf, formats=self.opts.formats,
                                              png_scale=self.opts.png_scale)
         self.count += 1
         if self.state is not None and self._recorded != (self.scale, self.units, self.hint_applied):
             self._recorded = (self.scale, self.units, self.hint_applied)
             self.state.update(scale=self.scale, units=self.units, hint_applied=self.hint_applied)
+
+
+def _empty_frames_warning(frames: list[int], count: int, prior: str) -> str:
+    """The run.json warning for the frames (input frame numbers, ascending) written without any valid pixel."""
+    spans: list[list[int]] = []
+    for f in frames:
+        if spans and f == spans[-1][1] + 1:
+            spans[-1][1] = f
+        else:
+            spans.append([f, f])
+    listed = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans[:8]) + (", ..." if len(spans) > 8 else "")
+    return (f"depth: {len(frames)} of {count} frames hold no valid depth (frames {listed}): the '{prior}' prior "
+            "recovered nothing there (for a video's geometry: no other view with a different camera position, "
+            "or nothing matched); their files hold depth 0 = invalid")
 
 
 def _output_intrinsics(cameras: Cameras | None, opts: RunOptions, size: tuple[int, int]) -> Intrinsics | None:
@@ -390,6 +408,8 @@ def estimate(
                    else f"the '{prior.name}' prior gave no valid depth in any frame")
             raise NoDepthError(f"{source.path}: no depth could be recovered: {why} "
                                "(the per-frame files hold depth 0 = invalid)")
+        if writer.empty:
+            warnings.append(_empty_frames_warning([frame_indices[i] for i in writer.empty], count, prior.name))
         geometry_check = writer.sparse_check.summary() if writer.sparse_check is not None else None
         if writer.sparse_check is not None and writer.sparse_check.warning():
             warnings.append(writer.sparse_check.warning())

@@ -121,7 +121,8 @@ class ResumePlan:
     structure-from-motion result (None when the run stopped before it); ``outputs_done``: the
     end-of-run outputs already written; ``scale`` / ``units``: the depth scale and units the
     finished frames were written with (None when not recorded); ``valid`` / ``clipped``: valid
-    pixels and png16-clipped pixels of the finished frames.
+    pixels and png16-clipped pixels of the finished frames; ``empty``: the positions of the
+    finished frames without any valid pixel.
     """
 
     finished: int
@@ -132,6 +133,7 @@ class ResumePlan:
     hint_applied: bool = False
     valid: int = 0
     clipped: int = 0
+    empty: list[int] = field(default_factory=list)
 
     def describe(self) -> dict:
         return {"finished_frames": self.finished, "cameras": "saved" if self.cameras is not None else None,
@@ -252,6 +254,8 @@ def plan_resume(root: str | Path, identity: dict, opts: RunOptions) -> ResumePla
         depth = np.load(root / "depth" / f"{i:06d}.npy")
         valid = np.isfinite(depth) & (depth > 0)
         plan.valid += int(np.count_nonzero(valid))
+        if not valid.any():
+            plan.empty.append(i)
         if "png16" in opts.formats:
             scaled = np.rint(depth[valid].astype(np.float64) * opts.png_scale)
             plan.clipped += int(np.count_nonzero((scaled < 1) | (scaled > 65535)))

@@ -9,6 +9,7 @@ describe a plausible camera for the input's size. Every failure is an
 
 from __future__ import annotations
 
+import logging
 import math
 
 from .errors import InputError
@@ -21,6 +22,8 @@ __all__ = ["check_run", "check_intrinsics", "frame_count_slack", "same_aspect"]
 
 #: a field of view outside (1, 179) degrees is not a camera (the range ``--fov`` accepts)
 _FOV_RANGE_DEG = (1.0, 179.0)
+
+log = logging.getLogger(__name__)
 
 
 def check_run(opts: RunOptions, source: FrameSource, prior: DepthPrior) -> None:
@@ -47,7 +50,25 @@ def check_run(opts: RunOptions, source: FrameSource, prior: DepthPrior) -> None:
             f"{option_text('points', True)} needs the camera's intrinsics and the '{prior.name}' prior runs no "
             f"structure from motion: pass {option_text('hfov_deg')} or {option_text('intrinsics')}"
         )
+    _check_fusion(opts, prior)
     prior.check_source(source)
+
+
+def _check_fusion(opts: RunOptions, prior: DepthPrior) -> None:
+    """The fusion options (``extra["fusion"]``) apply to a learned prior fused with the geometry:
+    checked there, refused for any other prior, and only noted when ``auto`` chose no learned model."""
+    from .priors.combined import CombinedPrior, fusion_settings
+
+    fusion = opts.extra.get("fusion")
+    if not fusion:
+        return
+    if isinstance(prior, CombinedPrior):
+        fusion_settings(fusion, None)
+    elif opts.prior.split("?")[0] == "auto":
+        log.warning("--fusion does not apply: --prior auto chose '%s', which fuses no learned depth", prior.name)
+    else:
+        raise InputError(f"--fusion applies to a learned prior fused with the geometry (such as tflite:FILE+mvs); "
+                         f"{option_text('prior', opts.prior)} fuses nothing")
 
 
 def check_intrinsics(intr: Intrinsics, width: int, height: int) -> None:

@@ -151,3 +151,21 @@ def test_metric_hint_depth_takes_the_first_frame_with_depth(tmp_path):
     assert video.units == "metres"
     assert not np.any(video[0].depth > 0)
     assert np.allclose(video[2].depth, 3.0) and np.allclose(video[3].depth, 4.5)
+
+
+def test_frames_without_depth_are_named_in_one_warning(tmp_path):
+    """A run where some frames got no depth at all completes, and run.json says which frames."""
+    folder = tmp_path / "depth"
+    folder.mkdir()
+    for i in range(7):
+        d = np.full((24, 32), 2.0, np.float32)
+        if i in (1, 2, 3, 5):
+            d[:] = 0.0  # nothing recovered in this frame
+        np.save(folder / f"frame{i}.npy", d)
+    frames = np.random.default_rng(0).integers(0, 255, (7, 24, 32, 3), dtype=np.uint8)
+    estimate(frames, tmp_path / "out", prior=f"files:{folder}", progress_bar=False)
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    empty = [w for w in info["warnings"] if w.startswith("depth:")]
+    assert len(empty) == 1 and "4 of 7 frames hold no valid depth (frames 1-3, 5)" in empty[0], info["warnings"]
+    with np.load(tmp_path / "out" / "depth.npz") as z:
+        assert not (z["depth"][[1, 2, 3, 5]] > 0).any() and (z["depth"][[0, 4, 6]] > 0).all()

@@ -59,7 +59,10 @@ from .spec import parse_prior_spec
 from .tee import SpillingTee
 
 
-__all__ = ["CombinedPrior"]
+__all__ = ["CombinedPrior", "FUSION_KEYS", "parse_fusion"]
+
+#: the fusion options (``--fusion KEY=BOOL,...``; ``RunOptions(extra={"fusion": {...}})``)
+FUSION_KEYS = ("local_fit", "blend")
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +96,7 @@ class CombinedPrior(DepthPrior):
             part.check_source(source)
 
     def process(self, frames: Iterable[Frame], context: PriorContext) -> Iterator[PriorOutput]:
-        local_fit, blend = _fusion_options(context.options.get("fusion"), self.local_fit)
+        local_fit, blend = fusion_settings(context.options.get("fusion"), self.local_fit)
         tee = SpillingTee(frames, len(self.parts) + 1, in_memory=self.max_lag)
         branches = tee.branches()
         gens = [part.process(branch, context) for part, branch in zip(self.parts, branches[:-1])]
@@ -191,12 +194,32 @@ class CombinedPrior(DepthPrior):
             tee.close()
 
 
-def _fusion_options(given, default: LocalFieldSettings | None) -> tuple[LocalFieldSettings | None, bool]:
+def parse_fusion(text: str) -> dict[str, bool]:
+    """``"local_fit=false,blend=true"`` (the ``--fusion`` flag) -> ``{"local_fit": False, "blend": True}``.
+
+    Keys are :data:`FUSION_KEYS`, values true/false (also 1/0, yes/no); raises InputError naming
+    the first bad item."""
+    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    out: dict[str, bool] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if key not in FUSION_KEYS:
+            raise InputError(f"--fusion {text}: unknown option '{key}' (known: {', '.join(FUSION_KEYS)})")
+        if not eq or value.strip().lower() not in words:
+            raise InputError(f"--fusion {text}: '{item}' must be {key}=true or {key}=false")
+        out[key] = words[value.strip().lower()]
+    if not out:
+        raise InputError(f"--fusion {text!r}: give KEY=true|false, KEY one of {', '.join(FUSION_KEYS)}")
+    return out
+
+
+def fusion_settings(given, default: LocalFieldSettings | None) -> tuple[LocalFieldSettings | None, bool]:
     """``(local fit settings or None, blend)`` from ``context.options["fusion"]`` (see the module docstring)."""
     opts = dict(given or {})
-    unknown = sorted(set(opts) - {"local_fit", "blend"})
+    unknown = sorted(set(opts) - set(FUSION_KEYS))
     if unknown:
-        raise InputError(f"fusion options: unknown {unknown} (known: local_fit, blend)")
+        raise InputError(f"fusion options: unknown {unknown} (known: {', '.join(FUSION_KEYS)})")
     for key in opts:
         if not isinstance(opts[key], bool):
             raise InputError(f"fusion options: {key} must be true or false, got {opts[key]!r}")
