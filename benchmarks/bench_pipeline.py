@@ -7,6 +7,7 @@ protocol: one scale and shift per sequence in disparity; TAE with ground-truth p
 ATE of the SfM cameras after a Sim(3) alignment). Prints one table.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--cases orbit60 orbit300 mover60 open3d] [--preset balanced]
+        [-- RUN ARGS...]   (more arguments for every ``steadydepth run``, e.g. ``-- --temporal-radius 8``)
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _run(args: list[str]) -> None:
         raise SystemExit(f"run failed: {' '.join(args)}")
 
 
-def _case(name: str, root: Path, preset: str) -> dict:
+def _case(name: str, root: Path, preset: str, run_args: list[str]) -> dict:
     from steadydepth.eval.evaluate import evaluate_output
 
     extra: list[str] = []
@@ -65,7 +66,7 @@ def _case(name: str, root: Path, preset: str) -> dict:
         render_s = time.perf_counter() - t
         src, gt = root / name / "clip.mp4", root / name / "gt"
     out = root / f"{name}_out"
-    _run(["run", str(src), "-o", str(out), "--preset", preset, "--quiet", "--overwrite", *extra])
+    _run(["run", str(src), "-o", str(out), "--preset", preset, "--quiet", "--overwrite", *extra, *run_args])
     info = json.loads((out / "run.json").read_text())
     ev = evaluate_output(out, gt)
     seq = ev["rows"][0]
@@ -84,18 +85,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", default=["orbit60", "mover60", "textureless60", "open3d", "orbit300"])
     parser.add_argument("--preset", default="balanced")
     parser.add_argument("--keep", help="keep clips and outputs here")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    run_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sd-bench-pipe-"))
     root.mkdir(parents=True, exist_ok=True)
     from steadydepth.eval.report import format_table
 
     rows = []
     for name in args.cases:
-        rows.append(_case(name, root, args.preset))
+        rows.append(_case(name, root, args.preset, run_args))
         print(f"done: {name}", file=sys.stderr)
     cols = ["case", "frames", "size", "cameras_s", "depth_s", "outputs_s", "total_s", "fps", "peak_mb",
             "abs_rel", "delta1", "tae", "ate"]
-    print(f"preset: {args.preset}")
+    print(f"preset: {args.preset}; extra run args: {' '.join(run_args) or '(none)'}")
     print(format_table(rows, cols))
     if not args.keep:
         import shutil

@@ -1,9 +1,9 @@
 """Regression bound of the default path on the shared real 7-Scenes clip (skips without ../shared/data).
 
-Measured on this clip (default balanced run, 2 CPU cores; repeatable run to run since SfM is
-seeded and single-threaded where order matters): AbsRel 0.101, delta1 0.909, TAE 0.82 (the
-ground truth against itself: TAE 0.68). The bounds leave about 10 % for numerical differences
-between machines.
+Measured on this clip (default balanced run, temporal radius 8, 2 CPU cores; repeatable run to
+run since SfM is seeded and single-threaded where order matters): AbsRel 0.095, delta1 0.913,
+TAE 0.56 (the ground truth against itself: TAE 0.68). The bounds leave about 10 % (AbsRel,
+delta1) and 25 % (TAE) for numerical differences between machines.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ def test_default_run_on_real_sevenscenes_clip(shared_data: Path, tmp_path: Path)
     estimate(str(seq / "frame-*.color.png"), out, progress_bar=False)
     row = evaluate_output(out, seq)["rows"][0]
     assert row["align"] == "sequence"
-    assert row["abs_rel"] <= 0.11, row
-    assert row["delta1"] >= 0.89, row
-    assert row["tae"] <= 0.95, row
+    assert row["abs_rel"] <= 0.105, row
+    assert row["delta1"] >= 0.90, row
+    assert row["tae"] <= 0.70, row
 
 
 @pytest.mark.slow
