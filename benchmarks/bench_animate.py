@@ -35,26 +35,6 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_run_folder(clip, folder: Path) -> Path:
-    """A run folder (``steadydepth run``'s layout: run.json, depth/, cameras.json) holding the clip's
-    exact depth and cameras, its images in ``folder/images``."""
-    from steadydepth.exports import write_cameras
-    from steadydepth.io.atomic import atomic_write_json
-    from steadydepth.outputs import OutputFolder
-    from steadydepth.synthetic import save_clip
-
-    save_clip(clip, folder / "clip", video=False)
-    run = folder / "run"
-    out = OutputFolder(run)
-    run.mkdir(parents=True, exist_ok=True)
-    for k in range(len(clip)):
-        out.write_frame(k, clip.depth[k], np.ones_like(clip.depth[k]))
-    write_cameras(out, clip.cameras(), clip.intrinsics, list(range(len(clip))), "metres")
-    atomic_write_json(run / "run.json", {"status": "complete", "input": {"path": str(folder / "clip" / "images"),
-                                                                        "start": 0, "stop": None, "stride": 1}})
-    return run
-
-
 def novel_views(width: int, height: int, motion: str, step: int) -> list[dict]:
     from steadydepth.animate.evaluate import score_view, seen_mask
     from steadydepth.animate.layers import build_layers
@@ -151,10 +131,10 @@ def main() -> None:
             print(_table([s], list(s)))
         if "run" not in parts:
             return
-        from steadydepth.synthetic import render_clip
+        from steadydepth.synthetic import render_clip, save_as_run
 
         clip = render_clip(41, 320, 240, motion="orbit")
-        run = write_run_folder(clip, tmp / "gt")
+        run = save_as_run(clip, tmp / "gt")
         rows = from_run(tmp, run, clip, 20, [-12, -6, 6, 12], "exact depth + poses")
         if args.pipeline:
             from steadydepth import estimate

@@ -17,7 +17,7 @@ from steadydepth.animate.layers import build_layers
 from steadydepth.animate.motion import LoopingMotion, flow_field
 from steadydepth.animate.render import render_view
 from steadydepth.cli import main
-from steadydepth.synthetic import render_clip
+from steadydepth.synthetic import render_clip, save_as_run
 
 W, H = 160, 120
 
@@ -150,27 +150,8 @@ def test_sky_detector_finds_a_bright_smooth_far_top():
     assert m[:25].mean() > 0.9 and m[40:].mean() < 0.02
 
 
-def _run_folder(clip, root: Path) -> Path:
-    """A run folder in ``steadydepth run``'s layout holding the clip's exact depth and cameras."""
-    from steadydepth.exports import write_cameras
-    from steadydepth.io.atomic import atomic_write_json
-    from steadydepth.outputs import OutputFolder
-    from steadydepth.synthetic import save_clip
-
-    save_clip(clip, root / "clip", video=False)
-    run = root / "run"
-    run.mkdir()
-    out = OutputFolder(run)
-    for k in range(len(clip)):
-        out.write_frame(k, clip.depth[k], np.ones_like(clip.depth[k]))
-    write_cameras(out, clip.cameras(), clip.intrinsics, list(range(len(clip))), "metres")
-    atomic_write_json(run / "run.json", {"status": "complete", "input": {"path": str(root / "clip" / "images"),
-                                                                        "start": 0, "stop": None, "stride": 1}})
-    return run
-
-
 def test_from_run_fills_hidden_parts_from_the_clip(clip, tmp_path):
-    run = _run_folder(clip, tmp_path)
+    run = save_as_run(clip, tmp_path)
     start, neighbours, intr = read_run(run, 10, radius=10, limit=4)
     K = intr.K
     with_clip = build_layers(start.image, start.depth, K, start.pose_c2w, band=16, pad=10,

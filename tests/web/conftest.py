@@ -28,19 +28,11 @@ def browser(chromium):
 @pytest.fixture(scope="session")
 def gt_run(tmp_path_factory):
     """A run folder made of a synthetic clip's exact depth and cameras (its input: the clip's images)."""
-    import json
-    import shutil
-
-    from steadydepth.synthetic import render_clip, save_clip
+    from steadydepth.synthetic import render_clip, save_as_run
 
     root = tmp_path_factory.mktemp("gt_run")
-    save_clip(render_clip(6, 96, 72, motion="orbit", seed=0), root / "clip", video=False)
-    run = root / "run"
-    shutil.copytree(root / "clip" / "gt", run)
-    images = root / "clip" / "images"
-    (run / "run.json").write_text(json.dumps({"status": "complete", "units": "metres",
-                                              "input": {"kind": "images", "path": str(images), "fps": 12.0}}))
-    return run, images
+    run = save_as_run(render_clip(6, 96, 72, motion="orbit", seed=0), root, fps=12.0)
+    return run, root / "clip" / "images"
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ from .paths import MOTIONS, camera_path
 from .render import SyntheticClip, render_clip, render_frame
 from .scene import Primitive, Scene, build_scene, moving_object_centre
 from .textures import TextureAtlas
-from .writer import save_clip
+from .writer import save_as_run, save_clip
 
 __all__ = [
     "SyntheticClip",
@@ -51,5 +51,6 @@ __all__ = [
     "render_frame",
     "render_clip",
     "save_clip",
+    "save_as_run",
     "main",
 ]

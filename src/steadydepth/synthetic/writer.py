@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import DependencyError, InputError, OutputError
 from .render import SyntheticClip
 
-__all__ = ["save_clip"]
+__all__ = ["save_clip", "save_as_run"]
 
 
 def _write_mp4(path: Path, images: np.ndarray, fps: float, crf: int = 14) -> None:
@@ -79,3 +79,31 @@ def save_clip(clip: SyntheticClip, folder: str | Path, *, video: bool = True) ->
     if video:
         _write_mp4(root / "clip.mp4", clip.images, clip.fps)
     return root
+
+
+def save_as_run(clip: SyntheticClip, folder: str | Path, *, fps: float | None = None) -> Path:
+    """Write a clip as a finished ``steadydepth run`` output folder holding its exact depth and cameras.
+
+    ``folder/clip`` gets :func:`save_clip`'s layout (images only, no video); ``folder/run`` the
+    run's: ``depth/000000.npy`` (z-depth, metres) with confidence 1, ``cameras.json`` and a
+    ``run.json`` with status ``complete``, metric units and the input (the images, all frames,
+    ``fps``, default the clip's). For checks of what reads a run (the viewer, ``animate
+    --from-run``) against exact geometry. Returns the run folder.
+    """
+    from ..exports import write_cameras
+    from ..io.atomic import atomic_write_json
+    from ..outputs import OutputFolder
+
+    root = Path(folder).expanduser()
+    images = save_clip(clip, root / "clip", video=False) / "images"
+    run = root / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    out = OutputFolder(run)
+    for k in range(len(clip)):
+        out.write_frame(k, clip.depth[k], np.ones_like(clip.depth[k]))
+    write_cameras(out, clip.cameras(), clip.intrinsics, list(range(len(clip))), "metres")
+    atomic_write_json(run / "run.json", {
+        "status": "complete", "units": "metres",
+        "input": {"kind": "images", "path": str(images), "fps": clip.fps if fps is None else fps,
+                  "start": 0, "stop": None, "stride": 1}})
+    return run
