@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -14,8 +15,6 @@ import pytest
 from steadydepth.cli import main
 from steadydepth.priors.base import create_prior
 from steadydepth.synthetic import render_clip, save_clip
-
-from run_compare import assert_same_depth
 
 
 @pytest.fixture
@@ -38,7 +37,26 @@ def _auto_lines(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "steadydepth.priors.auto"]
 
 
-def test_default_without_weights_offline_is_mvs_with_one_line(no_weights, clip, tmp_path, caplog):
+@pytest.fixture
+def cameras_solved_once(monkeypatch):
+    """Later runs in this test reuse the first run's SfM cameras (as a resumed run does), so two
+    runs of one clip compare the depth priors alone: SfM is not bit-repeatable within one long
+    test process (seen in CI: 209.3 px and 205.4 px for this clip in two runs)."""
+    from steadydepth import pipeline
+
+    solved = []
+    solve = pipeline._estimate_cameras
+
+    def once(*args, **kwargs):
+        if not solved:
+            solved.append(solve(*args, **kwargs))
+        return copy.deepcopy(solved[0])
+
+    monkeypatch.setattr(pipeline, "_estimate_cameras", once)
+    return solved
+
+
+def test_default_without_weights_offline_is_mvs_with_one_line(no_weights, clip, tmp_path, caplog, cameras_solved_once):
     with caplog.at_level(logging.INFO, logger="steadydepth"):
         assert main(["run", str(clip), "-o", str(tmp_path / "auto"), "--no-vis"]) == 0  # the default prior
     lines = _auto_lines(caplog)
@@ -46,6 +64,7 @@ def test_default_without_weights_offline_is_mvs_with_one_line(no_weights, clip, 
     assert "'mvs'" in lines[0] and "hf download depth-anything/Video-Depth-Anything-Small" in lines[0]
     assert "STEADYDEPTH_NO_DOWNLOAD" in lines[0]  # why nothing was downloaded (set for the whole test suite)
     assert main(["run", str(clip), "-o", str(tmp_path / "mvs"), "--prior", "mvs", "--quiet", "--no-vis"]) == 0
+    assert len(cameras_solved_once) == 1  # solved by the first run, reused by the second
     info = json.loads((tmp_path / "auto" / "run.json").read_text())
     assert info["prior"]["name"] == "mvs"
     auto = info["prior"]["auto"]
@@ -54,7 +73,8 @@ def test_default_without_weights_offline_is_mvs_with_one_line(no_weights, clip, 
     assert auto["resolve_s"] < 2.0
     with np.load(tmp_path / "auto" / "depth.npz") as a, np.load(tmp_path / "mvs" / "depth.npz") as m:
         assert (a["depth"] > 0).mean() > 0.5
-        assert_same_depth(m, a)
+        np.testing.assert_array_equal(a["poses"], m["poses"])  # the same cameras: the priors alone differ
+        np.testing.assert_allclose(a["depth"], m["depth"], rtol=1e-5, atol=1e-6)
 
 
 def test_unreachable_hub_falls_back_within_two_seconds(no_weights, monkeypatch, caplog):
