@@ -7,6 +7,7 @@ with an uninterrupted run of the same command (SfM here is seeded and repeatable
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from run_compare import assert_same_depth
 
 from steadydepth.cli import main
 from steadydepth.outputs import OutputFolder
+from steadydepth.resume import RunState
 from steadydepth.synthetic.render import render_clip
 from steadydepth.synthetic.writer import save_clip
 
@@ -32,12 +33,10 @@ ARGS = ["--preset", "fast", "--temporal-radius", "2", "--quiet", "--no-vis"]
 
 
 @pytest.fixture(scope="module")
-def clip_and_reference(tmp_path_factory) -> tuple[Path, Path]:
-    """An 18-frame 112x84 orbit video and an uninterrupted run of it."""
+def clip(tmp_path_factory) -> Path:
+    """An 18-frame 112x84 orbit video."""
     root = tmp_path_factory.mktemp("resume")
-    video = save_clip(render_clip(18, 112, 84, motion="orbit", seed=1), root / "clip") / "clip.mp4"
-    assert main(["run", str(video), "-o", str(root / "reference"), *ARGS]) == 0
-    return video, root / "reference"
+    return save_clip(render_clip(18, 112, 84, motion="orbit", seed=1), root / "clip") / "clip.mp4"
 
 
 def _kill_after(out: Path, frames: int, *args: str, timeout: float = 240.0) -> None:
@@ -60,11 +59,12 @@ def _mtimes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
 
 
-def test_a_killed_run_resumes_from_its_cameras_and_finished_frames(clip_and_reference, tmp_path, caplog):
-    video, reference = clip_and_reference
+def test_a_killed_run_resumes_from_its_cameras_and_finished_frames(clip, tmp_path, caplog, monkeypatch):
+    video = clip
     out = tmp_path / "out"
     _kill_after(out, 14, str(video), *ARGS)
     assert json.loads((out / "run.json").read_text())["status"] == "running"  # SIGKILL: nothing recorded
+    killed_cameras = RunState(out).load_cameras()
     with np.load(out / ".resume" / "cameras.npz") as saved:
         killed_poses = saved["poses"].copy()  # the killed run's cameras: the resumed run must use them
     assert 14 <= len(list((out / "depth").glob("*.npy"))) < 18
@@ -88,9 +88,23 @@ def test_a_killed_run_resumes_from_its_cameras_and_finished_frames(clip_and_refe
     assert "cameras" not in info["timings_s"]
     assert not (out / ".resume").exists() and (out / "cameras.json").exists() and (out / "colmap").is_dir()
 
+    # an uninterrupted run with the same cameras (SfM is not bit-repeatable from run to run, so the
+    # reference takes the killed run's cameras instead of solving its own): the same depth
+    from steadydepth import pipeline
+
+    monkeypatch.setattr(pipeline, "_estimate_cameras", lambda *a, **k: copy.deepcopy(killed_cameras))
+    reference = tmp_path / "reference"
+    assert main(["run", str(video), "-o", str(reference), *ARGS]) == 0
     with np.load(reference / "depth.npz") as a, np.load(out / "depth.npz") as b:
         np.testing.assert_array_equal(b["poses"], killed_poses)  # the cameras were read back, not solved again
-        assert_same_depth(a, b)
+        np.testing.assert_array_equal(a["poses"], b["poses"])
+        assert b["depth"].shape == a["depth"].shape
+        for t in range(18):  # frames after the restart differ by float noise of their context at most
+            da, db = a["depth"][t], b["depth"][t]
+            assert np.mean((da > 0) != (db > 0)) < 1e-3, t
+            both = (da > 0) & (db > 0)
+            rel = np.abs(da - db)[both] / da[both]
+            assert np.median(rel) < 1e-4 and np.mean(rel) < 5e-3, (t, np.median(rel), np.mean(rel))
 
 
 # -- cheap runs (pass-through prior, no SfM): interrupted with Ctrl-C after frame 3 ----------------
