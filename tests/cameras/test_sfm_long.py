@@ -151,7 +151,9 @@ def test_a_run_over_a_cut_writes_two_shots_and_scores_each(two_shots, tmp_path):
 
     a, b, images = two_shots
     cut = len(a.images)
-    video = estimate(images[:, ::2, ::2].copy(), tmp_path / "run", prior="mvs", preset="fast", progress_bar=False,
+    # full 320x240 frames: halved, the walk gives SfM under 80 SIFT features a keyframe and its
+    # depth swung between AbsRel 0.029 and 0.054 with one or two features more or less
+    video = estimate(images, tmp_path / "run", prior="mvs", preset="fast", progress_bar=False,
                      vis=False, scene=False)
     cams = json.loads((tmp_path / "run" / "cameras.json").read_text())
     assert [(s["start"], s["stop"]) for s in cams["shots"]] == [(0, cut), (cut, len(images))]
@@ -160,5 +162,4 @@ def test_a_run_over_a_cut_writes_two_shots_and_scores_each(two_shots, tmp_path):
     assert len(run["shots"]) == 2 and any(w.startswith("shots: the clip has 2 shots") for w in run["warnings"])
     depth = video.to_array()
     for lo, hi, clip in ((0, cut, a), (cut, len(images), b)):
-        gt = [d[::2, ::2] for d in clip.depth]
-        assert evaluate_depth(depth[lo:hi], gt, align="sequence").abs_rel < 0.05  # measured 0.028 and 0.030
+        assert evaluate_depth(depth[lo:hi], list(clip.depth), align="sequence").abs_rel < 0.05  # measured 0.020, 0.024

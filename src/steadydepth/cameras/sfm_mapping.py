@@ -21,6 +21,15 @@ __all__ = []
 log = logging.getLogger(__name__)
 
 
+#: COLMAP's smallest triangulation angle (degrees) of a point it creates or keeps; a mapping
+#: at the preset's smaller angle (SfmPreset.min_tri_angle) is redone at this one when few
+#: points need less
+WELL_TRIANGULATED_DEG = 1.5
+
+#: a mapping with small-angle points is kept when at least this share of its points need them
+#: (a hand-held pan: 0.56 on the RealSense desk; a walk through the 7-Scenes kitchen: 0.08-0.22)
+SMALL_ANGLE_SHARE = 0.4
+
 #: a keyframe model with fewer triangulated points is not trusted (pure rotation gives a handful)
 _MIN_POINTS = 100
 
@@ -100,6 +109,10 @@ def _map_keyframes(
     # video keyframes have small baselines: start the initial-pair search at 4 degrees
     # (COLMAP halves it twice more when no model comes out) instead of 16.
     opts.mapper.init_min_tri_angle = 4.0
+    # far points of a small-baseline clip: kept (they fix the rotation; see SfmPreset), unless
+    # few points need them (then mapped again at COLMAP's default, below)
+    opts.triangulation.min_angle = preset.min_tri_angle
+    opts.mapper.filter_min_tri_angle = preset.min_tri_angle
     if K is not None:
         opts.ba_refine_focal_length = False
         opts.ba_refine_principal_point = False
@@ -120,6 +133,7 @@ def _map_keyframes(
             shutil.rmtree(models)
         models.mkdir(parents=True)
         count[0] = 0
+        pycolmap.set_random_seed(0)  # each attempt as from a fresh start, whatever ran before it
         _report(progress, "mapping", 0, len(names))
         with _quiet_colmap():
             recs = pycolmap.incremental_mapping(db, images_dir, models, options=options,
@@ -145,14 +159,52 @@ def _map_keyframes(
             opts.ba_refine_extra_params = False
             opts.mapper.abs_pose_refine_extra_params = False
             good, num = _run(opts)
+    if good and preset.min_tri_angle < WELL_TRIANGULATED_DEG:
+        rec = _largest(good)
+        share = _small_angle_share(rec, WELL_TRIANGULATED_DEG)
+        if share < SMALL_ANGLE_SHARE:
+            # the clip has parallax: its small-angle points only add depth noise to the cameras
+            log.info("SfM: %.0f %% of the points under %.1f degrees of parallax; mapping again without them",
+                     100 * share, WELL_TRIANGULATED_DEG)
+            opts.triangulation.min_angle = WELL_TRIANGULATED_DEG
+            opts.mapper.filter_min_tri_angle = WELL_TRIANGULATED_DEG
+            good2, num2 = _run(opts)
+            if good2 and _largest(good2).num_reg_images() >= rec.num_reg_images():
+                good, num = good2, num2
+        else:
+            log.info("SfM: %.0f %% of the points under %.1f degrees of parallax (a small baseline): kept",
+                     100 * share, WELL_TRIANGULATED_DEG)
     timings["mapping"] = time.perf_counter() - t0
     if not good:
         return None, num
-    best = max(good, key=lambda k: (good[k].num_reg_images(), good[k].num_points3D()))
     if len(good) > 1:
         log.info("SfM produced %d disconnected models (%s registered images); keeping the largest",
                  len(good), sorted((r.num_reg_images() for r in good.values()), reverse=True))
-    return good[best], len(good)
+    return _largest(good), len(good)
+
+
+def _largest(models: dict):
+    """The model with the most registered images (then the most points)."""
+    return max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+
+
+def _small_angle_share(rec, angle_deg: float) -> float:
+    """Share of the model's 3D points whose widest pair of viewing rays (from the registered
+    cameras' centres) is under ``angle_deg`` apart: points whose direction the model measures
+    better than their depth."""
+    import numpy as np
+
+    centres = {i: np.asarray(rec.images[i].projection_center()) for i in rec.reg_image_ids()}
+    cos_max = float(np.cos(np.radians(angle_deg)))
+    small = total = 0
+    for p in rec.points3D.values():
+        rays = np.array([p.xyz - centres[e.image_id] for e in p.track.elements if e.image_id in centres])
+        if len(rays) < 2:
+            continue
+        rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+        total += 1
+        small += int(float((rays @ rays.T).min()) > cos_max)
+    return small / total if total else 0.0
 
 
 def _model_ok(rec) -> bool:

@@ -25,8 +25,14 @@ class SfmPreset:
     (-1 doubles the image first: about 3x the features, about 3-4x slower); ``overlap``:
     sequential matching window (keyframes); ``min_inliers``: 2D-3D inliers needed to accept
     a registered frame; ``peak_threshold``: SIFT's contrast threshold (COLMAP's default
-    0.0066; lower finds features on blurred or faint texture); ``fixed_distortion``: map
-    with the radial term held at 0 from the start.
+    0.0066 finds 150-300 features per downscaled keyframe of a blurred hand-held office clip;
+    0.002 several times more, on every clip); ``min_tri_angle``: the smallest triangulation
+    angle (degrees) of a point that is created or kept (COLMAP's default 1.5 drops every point
+    further than about 40 baselines: on a hand-held pan moving 1-3 cm that is the whole
+    background, which is what pins the rotation apart from the translation; when under
+    ``sfm_mapping.SMALL_ANGLE_SHARE`` of the points need it, the keyframes are mapped again at
+    1.5, as their small-angle points then only add noise); ``fixed_distortion``:
+    map with the radial term held at 0 from the start.
     """
 
     keyframes: KeyframePolicy
@@ -34,7 +40,8 @@ class SfmPreset:
     overlap: int
     first_octave: int = -1
     min_inliers: int = 20
-    peak_threshold: float = 0.0066
+    peak_threshold: float = 0.002
+    min_tri_angle: float = 0.2
     fixed_distortion: bool = False
 
 
@@ -50,14 +57,15 @@ def rescue_preset(preset: SfmPreset) -> SfmPreset:
 
     Blurred or faintly textured clips (a hand-held office, white walls) give a few hundred
     SIFT features per keyframe and too few matches to link the keyframes: doubling the
-    image (first octave -1) and a lower contrast threshold give several times more, and the
-    radial term is held at 0 (with little geometry a free one runs away).
+    image (first octave -1) gives several times more (the contrast threshold is at most
+    :data:`RESCUE_PEAK_THRESHOLD`), and the radial term is held at 0 (with little geometry a
+    free one runs away).
     """
-    return replace(preset, first_octave=-1, peak_threshold=RESCUE_PEAK_THRESHOLD,
+    return replace(preset, first_octave=-1, peak_threshold=min(preset.peak_threshold, RESCUE_PEAK_THRESHOLD),
                    max_features=max(preset.max_features, 8192), fixed_distortion=True)
 
 
-#: SIFT contrast threshold of the second mapping attempt (COLMAP's default is 0.0066)
+#: the highest SIFT contrast threshold of the second mapping attempt (COLMAP's default is 0.0066)
 RESCUE_PEAK_THRESHOLD = 0.002
 
 
