@@ -20,7 +20,8 @@ geometry (z-depth with a confidence, e.g. multi-view stereo). Processing:
    geometry by confidence (:func:`~steadydepth.consistency.fusion.blend_with_geometry`: the
    geometry is kept where it is confident, the fitted shape fills where it is weak or empty;
    the geometry's weight is ``confidence ** gamma`` where it is confident, and where it is
-   weak the frame's :func:`~steadydepth.consistency.local_fit.weak_geometry_weight`, a spatial
+   weak the clip's median over its frames of
+   :func:`~steadydepth.consistency.local_fit.weak_geometry_weight`, a spatial
    cross-validation of how well the fitted shape and the geometry's own smoothing each
    predict held-out confident pixels: a good learned model takes over the weak regions, a
    poor one leaves them to the geometry)
@@ -50,7 +51,7 @@ import numpy as np
 
 from ..consistency.clip_stage import ClipAlignmentStage
 from ..consistency.fusion import blend_with_geometry
-from ..consistency.local_fit import LocalFieldSettings, fit_local_field, weak_geometry_weight
+from ..consistency.local_fit import LocalField, LocalFieldSettings, fit_local_field, weak_geometry_weight
 from ..errors import InputError, ReconstructionError
 from ..geometry import invert_valid, resize_keep_invalid
 from ..types import Frame, PriorOutput
@@ -153,45 +154,69 @@ class CombinedPrior(DepthPrior):
                             "first frame only (relative, arbitrary scale)")
             self.last_stats = {"frames": n, "tee_memory_high_water": tee.memory_high_water, "tee_spilled": tee.spilled, **stage.stats}
             metric = anchored and geo_metric
-            fitted, residuals, weak_weights = 0, [], []
-            for i, aligned, maps in stage.aligned():
-                gd, gc = maps["g"], maps["c"]
-                if stage.kind == "disparity":
-                    disp = aligned
-                else:
-                    disp = invert_valid(aligned)
-                if anchored:
-                    field = None if local_fit is None else fit_local_field(disp, gd, gc, local_fit)
-                    weights = gc
-                    if field is not None:
-                        weak = weak_geometry_weight(disp, gd, gc, local_fit) if blend else None
-                        if weak is not None:  # weak geometry weighs what it is worth (sqrt: leaning to the geometry)
-                            weights = np.where(gc >= local_fit.min_confidence, gc, np.sqrt(weak) ** (1.0 / self.gamma))
-                            weak_weights.append(weak)
-                        disp = field.apply(disp)
-                        fitted += 1
-                        residuals.append((field.global_residual, field.residual))
-                    if blend:
-                        depth, conf = blend_with_geometry(disp, gd, weights.astype(np.float32), gamma=self.gamma)
-                    else:
-                        depth = invert_valid(disp)
-                        conf = np.where(depth > 0, 0.5, 0.0).astype(np.float32)
-                else:
-                    ok = disp > 0
-                    depth = np.where(ok, 1.0 / np.where(ok, disp, 1.0), 0.0).astype(np.float32)
-                    conf = np.where(ok, 0.5, 0.0).astype(np.float32)
-                yield PriorOutput(index=i, values=depth, kind="depth", metric=metric, confidence=conf)
+            yield from self._fused_frames(stage, anchored, metric, local_fit, blend)
             if local_fit is not None and anchored:
-                self.last_stats["local_fit"] = {
-                    "frames": fitted, "grid": list(local_fit.grid), "blend": blend,
-                    "weak_geometry_weight": float(np.median(weak_weights)) if weak_weights else None,
-                    "residual_global": float(np.median([r[0] for r in residuals])) if residuals else None,
-                    "residual_local": float(np.median([r[1] for r in residuals])) if residuals else None}
-                log.info("combined prior: local fit on %d/%d frames (median relative residual %s -> %s)", fitted, n,
-                         self.last_stats["local_fit"]["residual_global"], self.last_stats["local_fit"]["residual_local"])
+                lf = self.last_stats["local_fit"]
+                log.info("combined prior: local fit on %d/%d frames (median relative residual %s -> %s)", lf["frames"],
+                         n, lf["residual_global"], lf["residual_local"])
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             tee.close()
+
+    def _fused_frames(self, stage: ClipAlignmentStage, anchored: bool, metric: bool,
+                      local_fit: LocalFieldSettings | None, blend: bool) -> Iterator[PriorOutput]:
+        """The second pass (module docstring, step 3): per frame, the clip-aligned shape fitted
+        locally to the confident geometry and blended with it, as z-depth.
+
+        Two reads of the spilled frames: the first fits every frame's field and weighs its
+        weak geometry (:func:`weak_geometry_weight`); the second blends, with the weak geometry
+        of every frame weighed by the clip's median weight. One learned model on one scene is
+        about as good in every frame, while one frame's estimate rests on a few hundred confident
+        pixels (from 0 to 1 frame to frame on a blurred pan); and a frame with too little
+        confident geometry to be weighed does not let an unvalidated shape replace its geometry.
+        """
+        fields: dict[int, LocalField] = {}
+        weak: list[float] = []
+        if anchored and local_fit is not None:
+            for i, aligned, maps in stage.aligned():
+                disp = aligned if stage.kind == "disparity" else invert_valid(aligned)
+                field = fit_local_field(disp, maps["g"], maps["c"], local_fit)
+                if field is None:
+                    continue
+                fields[i] = field
+                wk = weak_geometry_weight(disp, maps["g"], maps["c"], local_fit) if blend else None
+                if wk is not None:
+                    weak.append(wk)
+        clip_weak = float(np.median(weak)) if weak else None
+        min_conf = local_fit.min_confidence if local_fit is not None else self.min_confidence
+        for i, aligned, maps in stage.aligned():
+            gd, gc = maps["g"], maps["c"]
+            disp = aligned if stage.kind == "disparity" else invert_valid(aligned)
+            if not anchored:
+                ok = disp > 0
+                depth = np.where(ok, 1.0 / np.where(ok, disp, 1.0), 0.0).astype(np.float32)
+                yield PriorOutput(index=i, values=depth, kind="depth", metric=metric,
+                                  confidence=np.where(ok, 0.5, 0.0).astype(np.float32))
+                continue
+            if i in fields:
+                disp = fields[i].apply(disp)
+            weights = gc
+            if blend and clip_weak is not None:  # weak geometry weighs what it is worth (sqrt: leaning to it)
+                weights = np.where(gc >= min_conf, gc, np.sqrt(clip_weak) ** (1.0 / self.gamma))
+            if blend:
+                depth, conf = blend_with_geometry(disp, gd, weights.astype(np.float32), gamma=self.gamma)
+            else:
+                depth = invert_valid(disp)
+                conf = np.where(depth > 0, 0.5, 0.0).astype(np.float32)
+            yield PriorOutput(index=i, values=depth, kind="depth", metric=metric, confidence=conf)
+        if local_fit is not None and anchored:
+            res = [(f.global_residual, f.residual) for f in fields.values()]
+            self.last_stats["local_fit"] = {
+                "frames": len(fields), "grid": list(local_fit.grid), "blend": blend,
+                "weak_geometry_weight": clip_weak,
+                "weak_geometry_weight_frames": len(weak),
+                "residual_global": float(np.median([r[0] for r in res])) if res else None,
+                "residual_local": float(np.median([r[1] for r in res])) if res else None}
 
 
 def parse_fusion(text: str) -> dict[str, bool]:
