@@ -20,14 +20,18 @@ from steadydepth import estimate
 from steadydepth.eval.evaluate import evaluate_output
 
 
-@pytest.mark.slow
-def test_default_run_on_real_sevenscenes_clip(shared_data: Path, tmp_path: Path) -> None:
-    seq = shared_data / "sevenscenes_redkitchen"
+def _default_run_scores(seq: Path, frames: str, out: Path, **options) -> dict:
+    """The default run of ``seq``'s frames (glob ``frames`` inside it) scored against its ground
+    truth: the evaluation row (skips when the sequence is absent)."""
     if not seq.is_dir():
         pytest.skip(f"{seq} not found")
-    out = tmp_path / "out"
-    estimate(str(seq / "frame-*.color.png"), out, progress_bar=False)
-    row = evaluate_output(out, seq)["rows"][0]
+    estimate(str(seq / frames), out, progress_bar=False, **options)
+    return evaluate_output(out, seq)["rows"][0]
+
+
+@pytest.mark.slow
+def test_default_run_on_real_sevenscenes_clip(shared_data: Path, tmp_path: Path) -> None:
+    row = _default_run_scores(shared_data / "sevenscenes_redkitchen", "frame-*.color.png", tmp_path / "out")
     assert row["align"] == "sequence"
     assert row["abs_rel"] <= 0.105, row
     assert row["delta1"] >= 0.90, row
@@ -36,12 +40,7 @@ def test_default_run_on_real_sevenscenes_clip(shared_data: Path, tmp_path: Path)
 
 @pytest.mark.slow
 def test_default_run_on_real_realsense_pan_keeps_the_depth_order(shared_data: Path, tmp_path: Path) -> None:
-    seq = shared_data / "realsense_desk"
-    if not seq.is_dir():
-        pytest.skip(f"{seq} not found")
-    out = tmp_path / "out"
-    estimate(str(seq / "rgb" / "rgb*.png"), out, progress_bar=False, vis=False, scene=False)
-    row = evaluate_output(out, seq)["rows"][0]
+    row = _default_run_scores(shared_data / "realsense_desk", "rgb/rgb*.png", tmp_path / "out", vis=False, scene=False)
     assert row["abs_rel"] <= 0.26, row
     assert row["delta1"] >= 0.60, row
 

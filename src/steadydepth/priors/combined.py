@@ -187,8 +187,7 @@ class CombinedPrior(DepthPrior):
                 wk = weak_geometry_weight(disp, maps["g"], maps["c"], local_fit) if blend else None
                 if wk is not None:
                     weak.append(wk)
-        clip_weak = float(np.median(weak)) if weak else None
-        min_conf = local_fit.min_confidence if local_fit is not None else self.min_confidence
+        clip_weak = float(np.median(weak)) if weak else None  # None unless fields were fitted and blend is on
         for i, aligned, maps in stage.aligned():
             gd, gc = maps["g"], maps["c"]
             disp = aligned if stage.kind == "disparity" else invert_valid(aligned)
@@ -201,8 +200,8 @@ class CombinedPrior(DepthPrior):
             if i in fields:
                 disp = fields[i].apply(disp)
             weights = gc
-            if blend and clip_weak is not None:  # weak geometry weighs what it is worth (sqrt: leaning to it)
-                weights = np.where(gc >= min_conf, gc, np.sqrt(clip_weak) ** (1.0 / self.gamma))
+            if clip_weak is not None:  # weak geometry weighs what it is worth (sqrt: leaning to it)
+                weights = np.where(gc >= local_fit.min_confidence, gc, np.sqrt(clip_weak) ** (1.0 / self.gamma))
             if blend:
                 depth, conf = blend_with_geometry(disp, gd, weights.astype(np.float32), gamma=self.gamma)
             else:
