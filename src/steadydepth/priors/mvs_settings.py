@@ -41,6 +41,11 @@ class MVSSettings:
     snap_ratio: float = 1.2
     snap_sigma: float = 0.05
     snap_iterations: int = 3
+    planar_scale: float = 0.0
+    planar_tol: float = 0.02
+    planar_min_inliers: float = 0.7
+    planar_min_spread: float = 0.3
+    planar_max_change: float = 0.2
     occlusion_radius: int = 0
     occlusion_weight: float = 1.0
     occlusion_min_area: float = 0.0
