@@ -19,14 +19,11 @@ invalid; confidence in ``[0, 1]``; weak pixels are those with confidence at most
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = ["PlanarSettings", "planar_fill"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..consistency.planar import PlanarSettings
+
 __all__ = ["MVSSettings", "MVS_PRESETS", "NO_PARALLAX_RATIO"]
 
 
@@ -41,11 +43,11 @@ class MVSSettings:
     snap_ratio: float = 1.2
     snap_sigma: float = 0.05
     snap_iterations: int = 3
-    planar_scale: float = 0.0
-    planar_tol: float = 0.02
-    planar_min_inliers: float = 0.7
-    planar_min_spread: float = 0.3
-    planar_max_change: float = 0.2
+    planar_scale: float = 0.0  # off; PlanarSettings.scale when on
+    planar_tol: float = PlanarSettings.tol
+    planar_min_inliers: float = PlanarSettings.min_inliers
+    planar_min_spread: float = PlanarSettings.min_spread
+    planar_max_change: float = PlanarSettings.max_change
     occlusion_radius: int = 0
     occlusion_weight: float = 1.0
     occlusion_min_area: float = 0.0
