@@ -4,7 +4,8 @@ For each case a clip is rendered (synthetic, exact ground truth) or read from
 ``../shared/data``, ``steadydepth run`` is executed in a fresh process (peak resident
 memory measured there), and the output is scored with ``steadydepth eval`` (the field's
 protocol: one scale and shift per sequence in disparity; TAE with ground-truth poses;
-ATE of the SfM cameras after a Sim(3) alignment). Prints one table.
+ATE of the SfM cameras after a Sim(3) alignment; ``head``: the worst AbsRel of the first three
+frames over the median per-frame AbsRel). Prints one table.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--cases orbit60 orbit300 mover60 open3d] [--preset balanced]
         [-- RUN ARGS...]   (more arguments for every ``steadydepth run``, e.g. ``-- --temporal-radius 8``)
@@ -76,7 +77,7 @@ def _case(name: str, root: Path, preset: str, run_args: list[str]) -> dict:
         "render_s": render_s, "cameras_s": t.get("cameras", 0.0), "depth_s": t.get("depth", 0.0),
         "outputs_s": t.get("outputs", 0.0), "total_s": t["total"], "fps": info["frames"] / t["total"],
         "peak_mb": info["peak_memory_mb"], "abs_rel": seq["abs_rel"], "delta1": seq["delta1"], "tae": seq["tae"],
-        "ate": (ev.get("trajectory") or {}).get("ate_rmse"),
+        "head": seq["head_ratio"], "ate": (ev.get("trajectory") or {}).get("ate_rmse"),
     }
 
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(_case(name, root, args.preset, run_args))
         print(f"done: {name}", file=sys.stderr)
     cols = ["case", "frames", "size", "cameras_s", "depth_s", "outputs_s", "total_s", "fps", "peak_mb",
-            "abs_rel", "delta1", "tae", "ate"]
+            "abs_rel", "delta1", "tae", "head", "ate"]
     print(f"preset: {args.preset}; extra run args: {' '.join(run_args) or '(none)'}")
     print(format_table(rows, cols))
     if not args.keep:

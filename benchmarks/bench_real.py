@@ -13,6 +13,8 @@ against the readers of :mod:`steadydepth.eval.datasets`:
   ground-truth poses and the ground truth's *depth-camera* intrinsics (7-Scenes: 585, 585,
   320, 240; the colour camera is near 525 px and its depth is not registered to colour, so
   this TAE has a floor: 0.68 and 0.54 for the ground truth against itself);
+* head: the worst AbsRel of the first three frames over the median per-frame AbsRel
+  (:attr:`~steadydepth.eval.metrics.DepthMetrics.head_ratio`; the issue's bound is 1.5);
 * ATE RMSE (metres) of the run's cameras against the ground-truth poses after a Sim(3)
   alignment (:func:`steadydepth.eval.trajectory.trajectory_error`, as ``bench_pipeline.py``);
 * frames/s end to end (wall clock of the whole ``steadydepth run`` process, start-up
@@ -106,7 +108,7 @@ def run_once(name: str, work: Path, preset: str, extra: list[str]) -> dict:
     posed = sum(f.get("pose_c2w") is not None for f in cams.get("frames", []))
     return {
         "seq": name, "frames": info["frames"], "size": "x".join(map(str, info.get("processing_size", []))),
-        "abs_rel": row["abs_rel"], "delta1": row["delta1"], "tae": row["tae"],
+        "abs_rel": row["abs_rel"], "delta1": row["delta1"], "tae": row["tae"], "head": row["head_ratio"],
         "ate": (ev.get("trajectory") or {}).get("ate_rmse"), "posed": f"{posed}/{info['frames']}",
         "wall_s": wall, "fps": info["frames"] / wall, "peak_mb": info.get("peak_memory_mb"),
         "focal": intr.get("fx"),
@@ -129,7 +131,7 @@ def summarise(runs: list[dict]) -> dict:
     if not ok:
         return {"seq": runs[0]["seq"], "frames": str(runs[0].get("frames", "—")), "runs": f"0/{len(runs)}",
                 "note": runs[0]["note"]}
-    cols = {"abs_rel": ".4f", "delta1": ".3f", "tae": ".2f", "ate": ".4f", "fps": ".2f", "peak_mb": ".0f",
+    cols = {"abs_rel": ".4f", "delta1": ".3f", "tae": ".2f", "head": ".2f", "ate": ".4f", "fps": ".2f", "peak_mb": ".0f",
             "focal": ".1f", "wall_s": ".1f"}
     out = {"seq": ok[0]["seq"], "frames": str(ok[0]["frames"]), "size": ok[0]["size"],
            "runs": f"{len(ok)}/{len(runs)}", "posed": " ".join(sorted({r["posed"] for r in ok})),
@@ -182,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     cols = [("seq", "sequence"), ("frames", "frames"), ("size", "processing size"), ("runs", "runs ok"),
-            ("abs_rel", "AbsRel"), ("delta1", "δ1"), ("tae", "TAE"), ("ate", "ATE m"), ("posed", "posed"),
-            ("focal", "focal px"), ("fps", "frames/s"), ("wall_s", "wall s"), ("peak_mb", "peak MB"),
+            ("abs_rel", "AbsRel"), ("delta1", "δ1"), ("tae", "TAE"), ("head", "head"), ("ate", "ATE m"),
+            ("posed", "posed"), ("focal", "focal px"), ("fps", "frames/s"), ("wall_s", "wall s"), ("peak_mb", "peak MB"),
             ("warnings", "run warnings")]
     print(f"preset: {args.preset}; extra run args: {' '.join(extra) or '(none)'}; repeats: {args.repeat}"
           + ("; cells with several runs: mean (min–max)" if args.repeat > 1 else ""))

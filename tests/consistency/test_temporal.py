@@ -97,6 +97,20 @@ def test_exact_depth_is_left_exact_and_a_frame_without_pose_passes_through():
         assert np.median(rel) < 1e-3 and np.mean(rel < 0.01) > 0.95  # nearest-pixel splats: sub-pixel slant, edges
 
 
+@pytest.mark.parametrize("n, shot_of", [(14, None), (14, [0] * 6 + [1] * 8), (4, None)])
+def test_every_frame_gets_two_radius_neighbours_where_its_shot_has_them(monkeypatch, n, shot_of):
+    """The window slides inwards at the clip's and each shot's ends instead of shrinking to one side."""
+    poses = [_pose(0.05 * k) for k in range(n)]
+    used: list[int] = []
+    fusion = TemporalFusion(_K(), poses, TemporalSettings(radius=2), shot_of=shot_of)
+    monkeypatch.setattr(fusion, "_fuse", lambda depth, conf, pose, nb: (used.append(len(nb)), (depth, conf))[1])
+    d = np.full((48, 64), 2.0, np.float32)
+    out = _fuse_all(fusion, [d] * n, [np.ones_like(d)] * n)
+    assert len(out) == n and fusion.max_held <= 2 * 2 + 1
+    shots = shot_of or [0] * n
+    assert used == [min(4, shots.count(shots[k]) - 1) for k in range(n)]
+
+
 def test_radius_zero_is_the_identity():
     clip = render_clip(4, 48, 36, motion="orbit", seed=0)
     d = clip.depth.astype(np.float32)

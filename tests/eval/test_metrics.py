@@ -18,6 +18,7 @@ from steadydepth.eval.metrics import (
     depth_metrics,
     evaluate_depth,
     fit_scale_shift_disparity,
+    head_ratio,
     mean_over_sequences,
 )
 from steadydepth.eval.temporal_metrics import flicker, temporal_alignment_error
@@ -387,6 +388,16 @@ def test_metrics_to_json_roundtrip(tmp_path):
     assert data["seq"]["rmse"] is None and data["seq"]["scale"] == 2.0
     assert data["seq"]["per_frame"][0]["abs_rel"] == 0.25
     assert data["mean"]["tae"] is None and data["mean"]["num_sequences"] == 1
+
+
+def test_head_ratio_compares_the_first_frames_with_the_median():
+    gt = [np.full((4, 4), 2.0)] * 8
+    errors = [0.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.1]  # frame 0 three times the median
+    preds = [g * (1 + e) for g, e in zip(gt, errors)]
+    m = evaluate_depth(preds, gt, align="none")
+    assert m.head_ratio == pytest.approx(3.0)
+    assert evaluate_depth(preds[:5], gt[:5], align="none").head_ratio is None  # too short to say
+    assert head_ratio([0.1] * 6) == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------- real RGB-D data

@@ -11,8 +11,12 @@ most views agree on: a moving object, or one view's mismatch, is outvoted and do
 smear. The output confidence is the input confidence times the share of the candidates
 that agree with the fused value within ``agree_tol``.
 
-It streams: frames are pushed in order and come out ``radius`` frames later, with at most
-``2 radius + 1`` frames held, so memory is flat in clip length.
+Near the ends of the clip (or of a shot) the window slides inwards rather than shrinking:
+frame 0 is fused with frames ``1 .. 2 radius``, the last frame with the ``2 radius`` before
+it, so the first and last frames get as many views as the middle ones.
+
+It streams: frames are pushed in order and come out ``radius`` frames later (the first ones
+``2 radius`` later), with at most ``2 radius + 1`` frames held, so memory is flat in clip length.
 
 Conventions (:mod:`steadydepth.types`): depth is z-depth (0 = invalid), float32 ``(H, W)``;
 ``K`` the 3x3 intrinsics of these images (OpenCV pixel centres); poses camera-to-world with
@@ -103,6 +107,7 @@ class TemporalFusion:
     frames that became final; :meth:`flush` returns the rest at the end. ``first``: the position
     of the first frame pushed (a resumed run starts mid-clip; frames within ``radius`` of it lack
     their earlier neighbours, so a resumed run starts ``radius`` frames before what it writes).
+    The clip ends at the last frame of ``poses_c2w`` (or the last pushed, if earlier).
     """
 
     def __init__(self, K: np.ndarray, poses_c2w: Sequence[np.ndarray | None], settings: TemporalSettings,
@@ -113,6 +118,7 @@ class TemporalFusion:
         self.shot_of = list(shot_of) if shot_of is not None else None
         self.settings = settings
         self._frames: deque[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = deque()
+        self._first = first
         self._next = first  # position of the next frame to push
         self._done = first  # position of the next frame to emit
         #: most frames held at once (memory bound check)
@@ -137,9 +143,22 @@ class TemporalFusion:
         self._frames.append((i, depth, np.asarray(confidence, np.float32), points))
         self.max_held = max(self.max_held, len(self._frames))
         ready = []
-        while self._done <= self._next - 1 - self.settings.radius:
+        while self._done < self._next and self._window(self._done)[1] <= self._next - 1:
             ready.append(self._emit())
         return ready
+
+    def _window(self, r: int) -> tuple[int, int]:
+        """First and last position fused into frame ``r``: ``r -/+ radius``, slid inwards at the ends
+        of the clip or of ``r``'s shot so that it keeps ``2 radius`` neighbours where it can."""
+        rad = self.settings.radius
+        lo = max(self._first, r - 2 * rad)
+        hi = min(len(self.poses) - 1, r + 2 * rad) if self.poses else r + rad
+        while lo < r and not self._same_shot(lo, r):
+            lo += 1
+        while hi > r and not self._same_shot(hi, r):
+            hi -= 1
+        start = max(lo, min(r - rad, hi - 2 * rad))
+        return start, min(start + 2 * rad, hi)
 
     def flush(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The frames still held (call once, after the last :meth:`push`)."""
@@ -156,10 +175,12 @@ class TemporalFusion:
         _, depth, conf, _ = held[r]
         pose = self._pose(r)
         out = (depth, conf)
+        lo, hi = self._window(r)
         if pose is not None and s.radius > 0 and (depth > 0).any():
-            out = self._fuse(depth, conf, pose, [held[j][3] for j in held if j != r and held[j][3] is not None
-                                                 and self._same_shot(j, r)])
-        while self._frames and self._frames[0][0] < self._done - s.radius:
+            out = self._fuse(depth, conf, pose, [held[j][3] for j in held if j != r and lo <= j <= hi
+                                                 and held[j][3] is not None and self._same_shot(j, r)])
+        keep_from = self._window(self._done)[0]
+        while self._frames and self._frames[0][0] < keep_from:
             self._frames.popleft()
         return out
 

@@ -60,7 +60,8 @@ from ..types import Intrinsics
 from .metric_inputs import FrameSource, _disp_to_clipped_depth, _opener, _pairs, _prepare, _to_depth, _to_disparity
 from .temporal_metrics import _FlickerAccumulator, _TAEAccumulator
 
-__all__ = ["DepthMetrics", "Align", "depth_metrics", "fit_scale_shift_disparity", "evaluate_depth", "mean_over_sequences"]
+__all__ = ["DepthMetrics", "Align", "HEAD_FRAMES", "head_ratio", "depth_metrics", "fit_scale_shift_disparity",
+           "evaluate_depth", "mean_over_sequences"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,18 @@ Align = Literal["sequence", "frame", "scale", "none"]
 
 
 _DELTA1 = 1.25
+
+#: frames at the start of a clip whose AbsRel :attr:`DepthMetrics.head_ratio` compares with the median
+HEAD_FRAMES = 3
+
+
+def head_ratio(per_frame_abs_rel: Sequence[float]) -> float | None:
+    """Worst AbsRel of the first :data:`HEAD_FRAMES` frames over the median of all (``None`` when undefined)."""
+    values = [float(v) for v in per_frame_abs_rel]
+    if len(values) < 2 * HEAD_FRAMES:
+        return None
+    median = float(np.median(values))
+    return max(values[:HEAD_FRAMES]) / median if median > 0 else None
 
 
 @dataclass
@@ -84,6 +97,9 @@ class DepthMetrics:
     ``abs_rel``, ``delta1``, ``rmse`` (``None`` when the frame had no valid pixel),
     ``valid_pixels`` (and ``scale``/``shift`` for ``"frame"``). ``coverage`` is the fraction of
     ground-truth-valid pixels with a valid prediction; ``num_pixels`` the scored pixels.
+    ``head_ratio`` is the worst AbsRel of the first :data:`HEAD_FRAMES` scored frames over the
+    median per-frame AbsRel (1 = the clip's start is as good as its middle; ``None`` for clips
+    shorter than ``2 * HEAD_FRAMES`` frames or a zero median).
     """
 
     abs_rel: float
@@ -98,6 +114,7 @@ class DepthMetrics:
     per_frame: list[dict] = field(default_factory=list)
     coverage: float = 1.0
     num_pixels: int = 0
+    head_ratio: float | None = None
 
     def to_dict(self) -> dict:
         """A JSON-able dict (plain floats/ints/None, ``per_frame`` included)."""
@@ -361,6 +378,7 @@ def evaluate_depth(
         per_frame=per_frame,
         coverage=n_scored / n_gt_valid if n_gt_valid else 0.0,
         num_pixels=n_scored,
+        head_ratio=head_ratio([e["abs_rel"] for e in scored]),
     )
 
 
