@@ -88,3 +88,29 @@ def test_negligible_distortion_leaves_the_frames_alone(clip, tmp_path, monkeypat
     monkeypatch.setattr(pipeline._ResizedFrames, "__iter__", spy)
     run = _run(clip, tmp_path, monkeypatch, 0.002)  # ~0.1 px at the corner
     assert len(run) == len(clip) and all(lens is None for lens in seen)
+
+
+def test_sfm_sees_frames_of_at_most_its_own_size_and_the_cameras_come_back_at_the_processing_size(
+        clip, tmp_path, monkeypatch):
+    """A processing size above ``SFM_MAX_SIDE`` changes the depth, not the SfM input: the cameras
+    solved on the smaller frames are rescaled (pixel centres exact), so the depth stays right."""
+    import steadydepth.cameras.sfm as sfm
+
+    seen = []
+
+    def gt_sfm(frames, work_dir, *, intrinsics=None, **kw) -> Cameras:
+        seen.append(frames.size)
+        intr = clip.intrinsics.scaled(*frames.size)
+        return Cameras(intr, poses=[p.copy() for p in clip.poses], frame_indices=list(range(len(clip))),
+                       units="metres", source="gt")
+
+    monkeypatch.setattr(sfm, "estimate_cameras", gt_sfm)
+    monkeypatch.setattr(pipeline, "SFM_MAX_SIDE", 64)
+    run = pipeline.estimate(clip.images, tmp_path, prior="mvs", preset="fast", max_res=128, progress_bar=False,
+                            vis=False)
+    assert seen == [(64, 48)]
+    meta = json.loads((tmp_path / "cameras.json").read_text())["intrinsics"]
+    for key in ("fx", "fy", "cx", "cy", "k1"):
+        assert meta[key] == pytest.approx(getattr(clip.intrinsics, key), abs=1e-9), key
+    m = evaluate_depth(run.to_array(), list(clip.depth), align="sequence")
+    assert m.abs_rel < 0.05, m.abs_rel

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from .cameras.lens import RadialLens, lens_for
+from .cameras.sfm_settings import SFM_MAX_SIDE
 from .consistency.clip_stage import ClipAlignmentStage
 from .consistency.sparse_check import SparseAgreement
 from .consistency.temporal import TemporalFusion, TemporalSettings
@@ -510,7 +511,8 @@ def _check_space(out: OutputFolder, opts: RunOptions, source: FrameSource, sfm: 
 
 def _estimate_cameras(frames: _ResizedFrames, source: FrameSource, prior_name: str, out: OutputFolder,
                       opts: RunOptions, user_K: Intrinsics | None) -> Cameras:
-    """Structure from motion over the processing-resolution frames, with per-stage progress."""
+    """Structure from motion over the processing-resolution frames (at most ``SFM_MAX_SIDE`` on the
+    long side; the intrinsics come back at the processing size), with per-stage progress."""
     import pycolmap  # noqa: F401 - its import installs glog's SIGTERM handler: take ours back below
 
     from .cameras.sfm import estimate_cameras
@@ -524,9 +526,17 @@ def _estimate_cameras(frames: _ResizedFrames, source: FrameSource, prior_name: s
             bar = bars[stage] = Progress(f"cameras/{stage}", total, bar=opts.progress_bar)
         bar.update(done - bar.done)
 
+    # SfM sees the frames at most SFM_MAX_SIDE on their long side: its cameras do not change with a
+    # larger processing resolution (``best``, ``--max-res``), which only refines the depth
+    sfm_frames = frames
+    if max(frames.size) > SFM_MAX_SIDE:
+        sfm_frames = _ResizedFrames(source, SFM_MAX_SIDE)
+        user_K = user_K.scaled(*sfm_frames.size) if user_K is not None else None
     try:
-        cameras = estimate_cameras(frames, out.work_dir / "sfm", intrinsics=user_K, hfov_deg=opts.hfov_deg,
+        cameras = estimate_cameras(sfm_frames, out.work_dir / "sfm", intrinsics=user_K, hfov_deg=opts.hfov_deg,
                                    preset=opts.preset, progress=sfm_progress)
+        if sfm_frames is not frames:
+            cameras.intrinsics = cameras.intrinsics.scaled(*frames.size)
     except ReconstructionError as exc:
         raise ReconstructionError(
             f"{source.path}: {exc} (the '{prior_name}' prior recovers depth from camera motion; "

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from .keyframes import KEYFRAME_PRESETS, KeyframePolicy
 
-__all__ = ["SfmPreset", "SFM_PRESETS", "ProgressFn", "rescue_preset", "ChunkPolicy", "DEFAULT_CHUNKS"]
+__all__ = ["SfmPreset", "SFM_PRESETS", "SFM_MAX_SIDE", "ProgressFn", "rescue_preset", "ChunkPolicy", "DEFAULT_CHUNKS"]
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,18 @@ class SfmPreset:
     fixed_distortion: bool = False
 
 
+#: ``best`` solves the cameras as ``balanced`` does (and the pipeline hands SfM frames of at most
+#: ``SFM_MAX_SIDE`` pixels): with its own denser keyframes, 8192 features and doubled images at 640
+#: px, its cameras were no better on the real clips and on the RealSense desk worse (measured in
+#: benchmarks/NOTES.md), so ``best`` spends its time on the depth, with the same cameras.
 SFM_PRESETS: dict[str, SfmPreset] = {
     "fast": SfmPreset(KEYFRAME_PRESETS["fast"], max_features=2048, overlap=6, first_octave=0),
     "balanced": SfmPreset(KEYFRAME_PRESETS["balanced"], max_features=4096, overlap=8, first_octave=0),
-    "best": SfmPreset(KEYFRAME_PRESETS["best"], max_features=8192, overlap=12),
 }
+SFM_PRESETS["best"] = SFM_PRESETS["balanced"]
+
+#: the long side (pixels) of the frames structure from motion sees, whatever the processing size
+SFM_MAX_SIDE = 480
 
 
 def rescue_preset(preset: SfmPreset) -> SfmPreset:
