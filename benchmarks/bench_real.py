@@ -131,8 +131,8 @@ def summarise(runs: list[dict]) -> dict:
     if not ok:
         return {"seq": runs[0]["seq"], "frames": str(runs[0].get("frames", "—")), "runs": f"0/{len(runs)}",
                 "note": runs[0]["note"]}
-    cols = {"abs_rel": ".4f", "delta1": ".3f", "tae": ".2f", "head": ".2f", "ate": ".4f", "fps": ".2f", "peak_mb": ".0f",
-            "focal": ".1f", "wall_s": ".1f"}
+    cols = {"abs_rel": ".4f", "delta1": ".3f", "tae": ".2f", "head": ".2f", "ate": ".4f", "fps": ".2f",
+            "peak_mb": ".0f", "focal": ".1f", "wall_s": ".1f"}
     out = {"seq": ok[0]["seq"], "frames": str(ok[0]["frames"]), "size": ok[0]["size"],
            "runs": f"{len(ok)}/{len(runs)}", "posed": " ".join(sorted({r["posed"] for r in ok})),
            "warnings": " / ".join(sorted({r["warnings"] for r in ok}))}
@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     cols = [("seq", "sequence"), ("frames", "frames"), ("size", "processing size"), ("runs", "runs ok"),
             ("abs_rel", "AbsRel"), ("delta1", "δ1"), ("tae", "TAE"), ("head", "head"), ("ate", "ATE m"),
-            ("posed", "posed"), ("focal", "focal px"), ("fps", "frames/s"), ("wall_s", "wall s"), ("peak_mb", "peak MB"),
-            ("warnings", "run warnings")]
+            ("posed", "posed"), ("focal", "focal px"), ("fps", "frames/s"), ("wall_s", "wall s"),
+            ("peak_mb", "peak MB"), ("warnings", "run warnings")]
     print(f"preset: {args.preset}; extra run args: {' '.join(extra) or '(none)'}; repeats: {args.repeat}"
           + ("; cells with several runs: mean (min–max)" if args.repeat > 1 else ""))
     print(markdown(rows, cols))

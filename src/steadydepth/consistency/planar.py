@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry import invert_valid
+
 __all__ = ["PlanarSettings", "planar_fill"]
 
 
@@ -116,7 +118,7 @@ def planar_fill(depth: np.ndarray, confidence: np.ndarray, guide: np.ndarray, *,
             continue
         weak = idx[~strong[idx]]
         disp = p[0] * uu[weak] + p[1] * vv[weak] + p[2]
-        own = np.where(dflat[weak] > 0, 1.0 / np.maximum(dflat[weak], 1e-12), 0.0)
+        own = invert_valid(dflat[weak])
         ok = (own > 0) & (np.abs(disp - own) < st.max_change * own)
         out[weak[ok]] = (1.0 / disp[ok]).astype(np.float32)
         planar += 1

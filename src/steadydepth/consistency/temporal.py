@@ -177,8 +177,9 @@ class TemporalFusion:
         out = (depth, conf)
         lo, hi = self._window(r)
         if pose is not None and s.radius > 0 and (depth > 0).any():
-            out = self._fuse(depth, conf, pose, [held[j][3] for j in held if j != r and lo <= j <= hi
-                                                 and held[j][3] is not None and self._same_shot(j, r)])
+            # the window lies inside r's shot: frames of other shots are never fused
+            out = self._fuse(depth, conf, pose, [held[j][3] for j in held
+                                                 if j != r and lo <= j <= hi and held[j][3] is not None])
         keep_from = self._window(self._done)[0]
         while self._frames and self._frames[0][0] < keep_from:
             self._frames.popleft()
