@@ -12,7 +12,13 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    near-duplicates (baseline / scene depth below ``min_baseline_ratio``) and views whose
    optical axis turns more than ``max_view_angle_deg``; rank the rest by how close their
    baseline ratio is to ``target_baseline_ratio`` and take ``num_views``, alternating past and
-   future frames (occlusions on one side are seen on the other).
+   future frames (occlusions on one side are seen on the other). **Wide baselines**: when at
+   least ``wide_min_share`` of the pixels are matched with a confidence below ``wide_below``,
+   the frame is swept a second time (steps 2-4, ``wide_planes`` planes) against views chosen
+   the same way among frames ``r - wide_radius .. r + wide_radius``, and those weak pixels take
+   the second sweep's depth where it is more confident by ``wide_gain``: surfaces far from a
+   slowly moving camera (an office behind a desk) have too little parallax in the near views.
+   Pixels the near views match are never changed. Off in ``fast`` (``wide_radius = 0``).
 2. **Depth hypotheses**: ``num_planes`` fronto-parallel planes uniform in *inverse* depth over
    a range from the sparse SfM points seen by the frame (``Cameras.points``), else from the
    previous frame's depth, else from a bootstrap sweep whose nearest plane gives a disparity of
@@ -79,12 +85,13 @@ Resuming (``context.first_position > 0``): the stream starts at that position; a
 :meth:`MVSPrior.frames_before` frames before a position gives that position the output of a
 run from the clip's start (up to the state carried from frame to frame, see there).
 
-Streaming: frames are consumed ``N + M`` ahead of the output; the prior holds at most
+Streaming: frames are consumed ``N + M`` ahead of the output (``N`` the larger of
+``search_radius`` and ``wide_radius``, :attr:`MVSSettings.source_window`); the prior holds at most
 ``2 N + 1`` frames (``max_buffered`` records the high-water mark) and ``2 M + 1`` raw depths,
 so memory is flat in clip length.
 
 No parallax: if ``cameras.warnings`` holds a ``"no-parallax:"`` entry or no two cameras within
-the search window are farther apart than ``1e-4`` of the scene depth (median depth of the
+the source window are farther apart than ``1e-4`` of the scene depth (median depth of the
 sparse points, else 1 scene unit), depth cannot be recovered from the video; every frame then gets
 depth 0 (invalid) with confidence 0, and one warning says why (``Cameras.no_parallax``: static
 camera, pure rotation, or structure from motion built no model) and what to do. A run whose
@@ -210,7 +217,7 @@ class MVSPrior(DepthPrior):
         if len(centres) < 2:
             return False
         C = np.asarray(centres)
-        R = self.settings.search_radius
+        R = self.settings.source_window
         best = 0.0
         for i in range(len(C)):
             d = np.linalg.norm(C[i + 1 : i + 1 + R] - C[i], axis=1)
@@ -219,12 +226,12 @@ class MVSPrior(DepthPrior):
         return best / max(scene_depth, 1e-12) >= NO_PARALLAX_RATIO
 
     def frames_before(self, context: PriorContext) -> int:
-        """Raw depth at ``p`` reads frames ``p +- N`` (``search_radius``), the consistency check at
+        """Raw depth at ``p`` reads frames ``p +- N`` (:attr:`MVSSettings.source_window`), the consistency check at
         ``p`` the raw depths ``p +- M``, so ``N + M`` frames; two more for what is carried from frame
         to frame (the temporal blend of filled pixels, the depth range where no SfM point is seen),
         which makes the output close to, not bit-equal with, a run from the clip's start."""
         s = self._resolve_settings(context)
-        return s.search_radius + min(s.consistency_radius, s.search_radius) + 2
+        return s.source_window + min(s.consistency_radius, s.search_radius) + 2
 
     # ---------------------------------------------------------------- main loop
     # Long on purpose: the streaming schedule (read N + M ahead, raw depth, consistency, release);
@@ -276,7 +283,7 @@ class MVSPrior(DepthPrior):
                                   metric=False, confidence=np.zeros((h, w), np.float32))
             return
 
-        N, M = s.search_radius, min(s.consistency_radius, s.search_radius)
+        N, M = s.source_window, min(s.consistency_radius, s.search_radius)
         buf: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # i -> (rgb processing res, gray work res)
         raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # i -> (raw depth, match confidence) at work res
         state = {"scene_depth": pts_info[0] if pts_info else None, "rho_range": None, "K": None, "intr": None,
@@ -355,25 +362,50 @@ class MVSPrior(DepthPrior):
 
     def _raw_depth(self, r: int, buf: dict, poses: list, last: int, state: dict,
                    cameras: Cameras) -> tuple[np.ndarray, np.ndarray]:
-        """Plane-sweep depth of frame ``r`` at work resolution (no consistency, no completion)."""
+        """Plane-sweep depth of frame ``r`` at work resolution (no consistency, no completion):
+        the sweep against the views within ``search_radius``, then, where that one's confidence is
+        below ``wide_below``, the wide-baseline sweep's (views within ``wide_radius``) where it is
+        more confident by ``wide_gain``."""
         s = self.settings
-        K, intr = state["K"], state["intr"]
         wsize = state["wsize"]
-        pose_r = poses[r]
+        zero = np.zeros((wsize[1], wsize[0]), np.float32)
         if cameras.pose_source(r) == "copied":  # not measured: its depth would be made up
-            z = np.zeros((wsize[1], wsize[0]), np.float32)
-            return z, z.copy()
+            return zero, zero.copy()
         shot = cameras.shot_of(r)  # frames of another shot live in another world
-        cand = {j: poses[j] for j in range(max(0, r - s.search_radius), min(last, r + s.search_radius) + 1)
+        cand = {j: poses[j] for j in range(max(0, r - s.source_window),
+                                           min(last, r + s.source_window) + 1)
                 if j in buf and poses[j] is not None and cameras.pose_source(j) != "copied"
                 and cameras.shot_of(j) == shot}
-        pts = self._scene_depth_from_points(cameras, pose_r, intr, r)
+        pts = self._scene_depth_from_points(cameras, poses[r], state["intr"], r)
+        near = {j: p for j, p in cand.items() if abs(j - r) <= s.search_radius}
+        swept = self._sweep(r, near, buf, poses, state, pts, s.num_planes, update_state=True)
+        depth, conf = swept if swept is not None else (zero, zero.copy())
+        if s.wide_radius > s.search_radius:
+            low = conf < s.wide_below
+            if low.mean() >= s.wide_min_share:
+                wide = self._sweep(r, cand, buf, poses, state, pts, s.wide_planes, update_state=False)
+                if wide is not None:
+                    take = low & (wide[1] > conf + s.wide_gain)
+                    depth = np.where(take, wide[0], depth)
+                    conf = np.where(take, wide[1], conf)
+        if swept is None and not (conf > 0).any():
+            self._warn_once(state, f"mvs: frame {r} has no source view with a different camera position")
+        depth = np.where(conf >= s.raw_min_confidence, depth, 0.0).astype(np.float32)
+        return depth, conf.astype(np.float32)
+
+    def _sweep(self, r: int, cand: dict, buf: dict, poses: list, state: dict,
+               pts: tuple[float, float, float] | None, num_planes: int,
+               update_state: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """:func:`plane_sweep` of frame ``r`` against views chosen among ``cand`` (index -> pose),
+        ``num_planes`` planes over the sparse points' inverse-depth range ``pts`` (else the
+        previous frame's, else a bootstrap sweep's); None when no candidate moved."""
+        s = self.settings
+        K, intr, wsize = state["K"], state["intr"], state["wsize"]
+        pose_r = poses[r]
         scene_depth = pts[0] if pts else state["scene_depth"]
         srcs = select_sources(r, cand, scene_depth, s)
         if not srcs:
-            self._warn_once(state, f"mvs: frame {r} has no source view with a different camera position")
-            z = np.zeros((wsize[1], wsize[0]), np.float32)
-            return z, z.copy()
+            return None
         ref = buf[r][1]
         src_imgs = [buf[j][1] for j in srcs]
         src_poses = [poses[j] for j in srcs]
@@ -387,7 +419,7 @@ class MVSPrior(DepthPrior):
             base = max(float(np.linalg.norm(poses[j][:3, 3] - pose_r[:3, 3])) for j in srcs)
             hi = 0.25 * wsize[0] / (intr.fx * max(base, 1e-12))
             lo = hi / 200.0
-            d0, c0 = plane_sweep(ref, src_imgs, K, pose_r, src_poses, np.linspace(lo, hi, s.num_planes), s)
+            d0, c0 = plane_sweep(ref, src_imgs, K, pose_r, src_poses, np.linspace(lo, hi, num_planes), s)
             ok = c0 > 0.3
             if ok.sum() > 50:
                 rr = 1.0 / d0[ok]
@@ -397,13 +429,12 @@ class MVSPrior(DepthPrior):
                 src_imgs = [buf[j][1] for j in srcs]
                 src_poses = [poses[j] for j in srcs]
             log.debug("mvs: bootstrap inverse-depth range for frame %d: %.4g .. %.4g", r, lo, hi)
-        depth, conf = plane_sweep(ref, src_imgs, K, pose_r, src_poses, np.linspace(lo, hi, s.num_planes), s)
+        depth, conf = plane_sweep(ref, src_imgs, K, pose_r, src_poses, np.linspace(lo, hi, num_planes), s)
         ok = conf > 0.3
-        if ok.sum() > 50:
+        if update_state and ok.sum() > 50:
             rr = 1.0 / depth[ok]
             state["rho_range"] = (0.6 * float(np.percentile(rr, 1)), 1.5 * float(np.percentile(rr, 99)))
             state["scene_depth"] = float(np.median(depth[ok]))
-        depth = np.where(conf >= s.raw_min_confidence, depth, 0.0).astype(np.float32)
         return depth, conf
 
     def _finish(self, o: int, buf: dict, raw: dict, poses: list, state: dict) -> PriorOutput:

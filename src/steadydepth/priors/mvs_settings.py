@@ -18,6 +18,11 @@ class MVSSettings:
     num_views: int = 4
     best_k: int = 2
     search_radius: int = 8
+    wide_radius: int = 16  # 0 (or <= search_radius): no wide-baseline sweep
+    wide_planes: int = 32
+    wide_below: float = 0.2
+    wide_gain: float = 0.1
+    wide_min_share: float = 0.15
     ncc_radius: int = 3
     ncc_radius_coarse: int = 2
     coarse_to_fine: bool = True
@@ -59,9 +64,14 @@ class MVSSettings:
     short_clip_frames: int = 12
     short_clip_long_side: int = 640
 
+    @property
+    def source_window(self) -> int:
+        """Frames either side that may serve as source views (the wide sweep's reach when on)."""
+        return max(self.search_radius, self.wide_radius)
+
 
 MVS_PRESETS: dict[str, MVSSettings] = {
-    "fast": MVSSettings(work_long_side=192, num_planes=32, num_views=3, search_radius=6),
+    "fast": MVSSettings(work_long_side=192, num_planes=32, num_views=3, search_radius=6, wide_radius=0),
     "balanced": MVSSettings(),
     "best": MVSSettings(work_long_side=320, num_planes=64, num_views=4, search_radius=10),
 }
