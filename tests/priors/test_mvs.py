@@ -42,7 +42,8 @@ def _aligned_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None =
 
 def _run(images: np.ndarray, cameras: Cameras, **overrides) -> tuple[list, MVSPrior]:
     prior = MVSPrior(MVS_PRESETS["balanced"])
-    ctx = PriorContext(cameras=cameras, num_frames=len(images), options={"mvs": {"search_radius": RADIUS, "wide_radius": WIDE, **overrides}})
+    opts = {"search_radius": RADIUS, "wide_radius": WIDE, **overrides}
+    ctx = PriorContext(cameras=cameras, num_frames=len(images), options={"mvs": opts})
     outs = list(prior.process((Frame(i, im) for i, im in enumerate(images)), ctx))
     return outs, prior
 

@@ -226,10 +226,11 @@ class MVSPrior(DepthPrior):
         return best / max(scene_depth, 1e-12) >= NO_PARALLAX_RATIO
 
     def frames_before(self, context: PriorContext) -> int:
-        """Raw depth at ``p`` reads frames ``p +- N`` (:attr:`MVSSettings.source_window`), the consistency check at
-        ``p`` the raw depths ``p +- M``, so ``N + M`` frames; two more for what is carried from frame
-        to frame (the temporal blend of filled pixels, the depth range where no SfM point is seen),
-        which makes the output close to, not bit-equal with, a run from the clip's start."""
+        """Raw depth at ``p`` reads frames ``p +- N`` (:attr:`MVSSettings.source_window`), the
+        consistency check at ``p`` the raw depths ``p +- M``, so ``N + M`` frames; two more for what
+        is carried from frame to frame (the temporal blend of filled pixels, the depth range where
+        no SfM point is seen), which makes the output close to, not bit-equal with, a run from the
+        clip's start."""
         s = self._resolve_settings(context)
         return s.source_window + min(s.consistency_radius, s.search_radius) + 2
 
