@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -126,3 +127,29 @@ def test_files_prior_with_a_tilted_error_fused_with_mvs_beats_both(tmp_path):
         video = estimate(list(clip.images), tmp_path / name, prior=spec, progress_bar=False, vis=False)
         scores[name] = evaluate_depth(list(video.to_array()), list(clip.depth), align="sequence").abs_rel
     assert scores["fused"] < 0.9 * min(scores["mvs"], scores["files"]), scores
+
+
+@pytest.mark.slow
+def test_a_learned_shape_uncorrelated_with_the_scene_leaves_the_geometry_alone(tmp_path):
+    """``files:DIR?disparity+mvs`` with noise for the learned disparity: the cross-validated
+    weight finds the shape no better than the geometry's smoothing, so the weak geometry is kept
+    and the fused depth scores as ``mvs`` alone (a blend would pull it towards the noise)."""
+    import json
+
+    from steadydepth import estimate
+    from steadydepth.eval.metrics import evaluate_depth
+
+    clip = render_clip(num_frames=12, width=240, height=180, textureless_wall=True, seed=0)
+    folder = tmp_path / "learned"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(len(clip.depth)):
+        noise = np.exp(0.5 * rng.standard_normal(clip.depth[k].shape)).astype(np.float32)
+        np.save(folder / f"{k:06d}.npy", cv2.GaussianBlur(noise, (0, 0), 8))
+    scores = {}
+    for name, spec in (("mvs", "mvs"), ("fused", f"files:{folder}?disparity+mvs")):
+        video = estimate(list(clip.images), tmp_path / name, prior=spec, progress_bar=False, vis=False)
+        scores[name] = evaluate_depth(list(video.to_array()), list(clip.depth), align="sequence").abs_rel
+    stats = json.loads((tmp_path / "fused" / "run.json").read_text())["prior"]["stats"]["local_fit"]
+    assert stats["weak_geometry_kept"] is True and stats["weak_geometry_weight"] >= 0.5, stats
+    assert scores["fused"] < 1.05 * scores["mvs"], scores

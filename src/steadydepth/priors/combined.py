@@ -24,7 +24,9 @@ geometry (z-depth with a confidence, e.g. multi-view stereo). Processing:
    :func:`~steadydepth.consistency.local_fit.weak_geometry_weight`, a spatial
    cross-validation of how well the fitted shape and the geometry's own smoothing each
    predict held-out confident pixels: a good learned model takes over the weak regions, a
-   poor one leaves them to the geometry)
+   poor one leaves them to the geometry; at ``LEARNED_NO_BETTER`` (0.5) or above, where the
+   fitted shape predicts no better than the geometry's smoothing, the weak geometry is kept
+   as it is (weight 1) and the shape fills only where there is no geometry)
    and yielded as z-depth in the geometry's units (``metric`` when every geometric part is
    metric). The pipeline's temporal fusion then makes the frames agree through the cameras.
    ``local_fit=None`` turns the local fit off (one scale and shift per frame only).
@@ -64,6 +66,10 @@ __all__ = ["CombinedPrior", "FUSION_KEYS", "parse_fusion"]
 
 #: the fusion options (``--fusion KEY=BOOL,...``; ``RunOptions(extra={"fusion": {...}})``)
 FUSION_KEYS = ("local_fit", "blend")
+#: clip weak-geometry weight from which the weak geometry is kept unblended (the learned shape,
+#: fitted to the confident geometry, predicts held-out pixels no better than the geometry's own
+#: smooth fit: ``e_l >= e_g`` in :func:`~steadydepth.consistency.local_fit.weak_geometry_weight`)
+LEARNED_NO_BETTER = 0.5
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +194,10 @@ class CombinedPrior(DepthPrior):
                 if wk is not None:
                     weak.append(wk)
         clip_weak = float(np.median(weak)) if weak else None  # None unless fields were fitted and blend is on
+        kept = clip_weak is not None and clip_weak >= LEARNED_NO_BETTER
+        if kept:
+            log.info("combined prior: the learned shape extrapolates no better than the geometry's own smooth "
+                     "fit (weak-geometry weight %.2f): the geometry is kept where it is weak", clip_weak)
         for i, aligned, maps in stage.aligned():
             gd, gc = maps["g"], maps["c"]
             disp = aligned if stage.kind == "disparity" else invert_valid(aligned)
@@ -200,7 +210,9 @@ class CombinedPrior(DepthPrior):
             if i in fields:
                 disp = fields[i].apply(disp)
             weights = gc
-            if clip_weak is not None:  # weak geometry weighs what it is worth (sqrt: leaning to it)
+            if kept:  # the learned shape only where there is no geometry at all
+                weights = np.where(gc >= local_fit.min_confidence, gc, 1.0)
+            elif clip_weak is not None:  # weak geometry weighs what it is worth (sqrt: leaning to it)
                 weights = np.where(gc >= local_fit.min_confidence, gc, np.sqrt(clip_weak) ** (1.0 / self.gamma))
             if blend:
                 depth, conf = blend_with_geometry(disp, gd, weights.astype(np.float32), gamma=self.gamma)
@@ -212,7 +224,7 @@ class CombinedPrior(DepthPrior):
             res = [(f.global_residual, f.residual) for f in fields.values()]
             self.last_stats["local_fit"] = {
                 "frames": len(fields), "grid": list(local_fit.grid), "blend": blend,
-                "weak_geometry_weight": clip_weak,
+                "weak_geometry_weight": clip_weak, "weak_geometry_kept": kept,
                 "weak_geometry_weight_frames": len(weak),
                 "residual_global": float(np.median([r[0] for r in res])) if res else None,
                 "residual_local": float(np.median([r[1] for r in res])) if res else None}
