@@ -105,7 +105,7 @@ def evaluate_output(output: Path, gt_path: Path, *, max_depth: float | None = No
         details[align] = d
         rows.append({"sequence": gt.name, "align": align, "frames": m.num_frames, "abs_rel": m.abs_rel,
                      "delta1": m.delta1, "rmse": m.rmse, "tae": m.tae, "flicker": m.flicker,
-                     "coverage": getattr(m, "coverage", None), "head_ratio": m.head_ratio})
+                     "coverage": m.coverage, "head_ratio": m.head_ratio})
     result = {"columns": COLUMNS, "rows": rows, "details": details, "status": status, "partial": partial}
     pred_poses = _output_poses(output, len(files))
     if pred_poses is not None and poses is not None:
