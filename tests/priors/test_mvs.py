@@ -139,10 +139,9 @@ def test_wide_baseline_sweep_matches_what_near_views_cannot(orbit):
     wide sweep (views up to WIDE frames away) matches those pixels and lowers the error, and
     a frame whose near sweep is confident almost everywhere is left as it is."""
     clip, _, _ = orbit
-    near_only, _ = _run(clip.images, Cameras(clip.intrinsics, poses=list(clip.poses), source="gt"),
-                        search_radius=1, wide_radius=0)
-    wide, prior = _run(clip.images, Cameras(clip.intrinsics, poses=list(clip.poses), source="gt"),
-                       search_radius=1)
+    cams = Cameras(clip.intrinsics, poses=list(clip.poses), source="gt")
+    near_only, _ = _run(clip.images, cams, search_radius=1, wide_radius=0)
+    wide, prior = _run(clip.images, cams, search_radius=1)
     assert prior.max_buffered <= 2 * WIDE + 1
     a_near, _ = _aligned_metrics(np.stack([o.values for o in near_only]), clip.depth)
     a_wide, _ = _aligned_metrics(np.stack([o.values for o in wide]), clip.depth)
@@ -152,7 +151,6 @@ def test_wide_baseline_sweep_matches_what_near_views_cannot(orbit):
     assert sure_wide > sure_near + 0.02, (sure_near, sure_wide)  # measured 0.307 -> 0.338
     # below wide_min_share weak pixels the wide sweep does not run (radius 5: the edge test's
     # frames r-2 .. r+2 are still held either way)
-    cams = Cameras(clip.intrinsics, poses=list(clip.poses), source="gt")
     never, _ = _run(clip.images[:10], cams, search_radius=5, wide_min_share=1.01)
     off, _ = _run(clip.images[:10], cams, search_radius=5, wide_radius=0)
     for a, b in zip(never, off):
