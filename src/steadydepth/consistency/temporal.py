@@ -70,19 +70,26 @@ def splat_depth(points_world: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray, s
     Each point lands on its nearest pixel centre of a ``size = (width, height)`` image; the
     nearest point wins. Returns float32 ``(height, width)`` z-depth, 0 where nothing lands.
     """
+    return _splat_columns(np.ascontiguousarray(np.asarray(points_world, np.float32).T), K, pose_c2w, size)
+
+
+def _splat_columns(columns: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`splat_depth` of world points given as float32 ``(3, N)`` columns (the layout that
+    :class:`TemporalFusion` keeps: one matrix product per splat, no copies)."""
     w, h = size
     pose = np.asarray(pose_c2w, np.float64)
-    cam = (np.asarray(points_world, np.float64) - pose[:3, 3]) @ pose[:3, :3]  # R^T (X - c)
-    z = cam[:, 2]
+    A = np.asarray(K, np.float64) @ pose[:3, :3].T  # world -> (u z, v z, z)
+    q = A.astype(np.float32) @ columns
+    q += (-A @ pose[:3, 3]).astype(np.float32)[:, None]
+    z = q[2]
     front = z > 1e-9
-    cam, z = cam[front], z[front]
-    K = np.asarray(K, np.float64)
-    x = np.rint(K[0, 0] * cam[:, 0] / z + K[0, 2]).astype(np.int64)
-    y = np.rint(K[1, 1] * cam[:, 1] / z + K[1, 2]).astype(np.int64)
-    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    inv = np.divide(np.float32(1.0), z, out=np.zeros_like(z), where=front)
+    x = np.rint(q[0] * inv)
+    y = np.rint(q[1] * inv)
+    ok = front & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
     zbuf = np.full(w * h, np.inf, np.float32)
-    np.minimum.at(zbuf, y[inside] * w + x[inside], z[inside].astype(np.float32))
-    zbuf[~np.isfinite(zbuf)] = 0.0
+    np.minimum.at(zbuf, (y[ok] * w + x[ok]).astype(np.intp), z[ok])
+    zbuf[zbuf == np.inf] = 0.0
     return zbuf.reshape(h, w)
 
 
@@ -139,7 +146,9 @@ class TemporalFusion:
         self._next += 1
         depth = np.asarray(depth, np.float32)
         pose = self._pose(i)
-        points = backproject_world(depth, self.K, pose) if pose is not None and self.settings.radius > 0 else None
+        points = None
+        if pose is not None and self.settings.radius > 0:
+            points = np.ascontiguousarray(backproject_world(depth, self.K, pose).T, np.float32)
         self._frames.append((i, depth, np.asarray(confidence, np.float32), points))
         self.max_held = max(self.max_held, len(self._frames))
         ready = []
@@ -191,7 +200,7 @@ class TemporalFusion:
             return depth, conf
         h, w = depth.shape
         s = self.settings
-        cands = [depth] + [splat_depth(p, self.K, pose, (w, h)) for p in neighbours]
+        cands = [depth] + [_splat_columns(p, self.K, pose, (w, h)) for p in neighbours]
         values = np.stack(cands)
         fused, count = median_of_valid(values)
         agree = ((np.abs(values - fused[None]) <= s.agree_tol * fused[None]) & (values > 0)).sum(axis=0)
