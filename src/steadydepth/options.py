@@ -55,8 +55,8 @@ def option_text(name: str, value: object = None) -> str:
 #: frame with (:mod:`steadydepth.consistency.temporal`; 0 = off).
 PRESETS: dict[str, dict] = {
     "fast": {"max_res": 320, "temporal_radius": 4},
-    "balanced": {"max_res": 480, "temporal_radius": 8},
-    "best": {"max_res": 640, "temporal_radius": 12},
+    "balanced": {"max_res": 480, "temporal_radius": 20},
+    "best": {"max_res": 640, "temporal_radius": 20},
 }
 
 
