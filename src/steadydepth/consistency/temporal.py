@@ -88,7 +88,8 @@ def _splat_columns(columns: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray, siz
     y = np.rint(q[1] * inv)
     ok = front & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
     zbuf = np.full(w * h, np.inf, np.float32)
-    np.minimum.at(zbuf, (y[ok] * w + x[ok]).astype(np.intp), z[ok])
+    # integer pixel index: float32 holds integers exactly only up to 2**24 pixels
+    np.minimum.at(zbuf, y[ok].astype(np.intp) * w + x[ok].astype(np.intp), z[ok])
     zbuf[zbuf == np.inf] = 0.0
     return zbuf.reshape(h, w)
 
