@@ -92,11 +92,13 @@ def _map_keyframes(
     pairing.quadratic_overlap = True
     verification = pycolmap.TwoViewGeometryOptions()
     verification.ransac.random_seed = 0  # a fixed seed per pair: the same matches whatever the thread order
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = 1  # threaded CPU matching kept 39, 40 or 41 pairs from run to run
     if matcher is not None:
         matcher(db)
     else:
         with _quiet_colmap():
-            pycolmap.match_sequential(db, pairing_options=pairing, verification_options=verification)
+            pycolmap.match_sequential(db, matching_options=matching, pairing_options=pairing, verification_options=verification)
     _report(progress, "matching", len(names), len(names))
     timings["matching"] = time.perf_counter() - t0
 
