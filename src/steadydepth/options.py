@@ -54,7 +54,7 @@ def option_text(name: str, value: object = None) -> str:
 #: ``temporal_radius`` the neighbours on each side that the temporal fusion compares each
 #: frame with (:mod:`steadydepth.consistency.temporal`; 0 = off).
 PRESETS: dict[str, dict] = {
-    "fast": {"max_res": 320, "temporal_radius": 4},
+    "fast": {"max_res": 320, "temporal_radius": 8},
     "balanced": {"max_res": 480, "temporal_radius": 20},
     "best": {"max_res": 640, "temporal_radius": 20},
 }
