@@ -386,10 +386,15 @@ def snap_depth_edges(
     valid = (depth > 0) & np.isfinite(depth)
     disp = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32)
     kern = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+    wp = w + 2 * r  # row length of the edge-padded images
     dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-    dy, dx = dy.ravel(), dx.ravel()
-    gp = np.pad(g, ((r, r), (r, r), (0, 0)), mode="edge")
-    inv2s = 1.0 / (2.0 * sigma_color * sigma_color)
+    offsets = (dy.ravel() * wp + dx.ravel())[None]  # the window's taps as flat offsets, centre in the middle
+    planes = [np.pad(g[..., c], r, mode="edge").ravel() for c in range(g.shape[2])]
+    valid_pad = np.pad(valid, r, mode="edge").ravel().astype(np.float32)
+    inv2s = np.float32(1.0 / (2.0 * sigma_color * sigma_color))
+    # the colours do not change between iterations: each edge pixel's tap weights are computed once
+    weights = np.empty((h * w, offsets.size), np.float32)
+    known = np.zeros(h * w, bool)
     for _ in range(max(1, iterations)):
         big = np.where(valid, disp, np.float32(np.inf))
         lo = cv2.erode(big, kern, borderType=cv2.BORDER_REPLICATE)
@@ -398,16 +403,22 @@ def snap_depth_edges(
         if not edge.any():
             break
         ey, ex = np.nonzero(edge)
-        dp = np.pad(disp, r, mode="edge")
-        vp = np.pad(valid, r, mode="edge")
-        yy = ey[:, None] + r + dy[None]
-        xx = ex[:, None] + r + dx[None]
-        vals = dp[yy, xx]  # (n, K)
-        diff = gp[yy, xx] - g[ey, ex][:, None, :]
-        wts = np.exp(-np.sum(diff * diff, axis=-1) * inv2s) * vp[yy, xx]
+        pix = ey * w + ex
+        taps = ((ey + r) * wp + ex + r)[:, None] + offsets  # (n, K) flat indices into the padded images
+        fresh = ~known[pix]
+        if fresh.any():
+            t = taps[fresh]
+            centre = t[:, offsets.size // 2 : offsets.size // 2 + 1]
+            ssd = np.zeros(t.shape, np.float32)
+            for plane in planes:
+                d = plane[t] - plane[centre]
+                ssd += d * d
+            weights[pix[fresh]] = np.exp(-ssd * inv2s) * valid_pad[t]
+            known[pix[fresh]] = True
+        vals = np.pad(disp, r, mode="edge").ravel()[taps]
         order = np.argsort(vals, axis=1)
         vs = np.take_along_axis(vals, order, axis=1)
-        ws = np.take_along_axis(wts, order, axis=1)
+        ws = np.take_along_axis(weights[pix], order, axis=1)
         cum = np.cumsum(ws, axis=1)
         k = np.argmax(cum >= 0.5 * cum[:, -1:], axis=1)
         new = disp.copy()
