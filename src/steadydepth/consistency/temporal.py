@@ -73,9 +73,12 @@ def splat_depth(points_world: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray, s
     return _splat_columns(np.ascontiguousarray(np.asarray(points_world, np.float32).T), K, pose_c2w, size)
 
 
-def _splat_columns(columns: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _splat_columns(columns: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray, size: tuple[int, int],
+                   out: np.ndarray | None = None) -> np.ndarray:
     """:func:`splat_depth` of world points given as float32 ``(3, N)`` columns (the layout that
-    :class:`TemporalFusion` keeps: one matrix product per splat, no copies)."""
+    :class:`TemporalFusion` keeps: one matrix product per splat, no copies). ``out``: a contiguous
+    float32 ``(height, width)`` buffer to fill instead, with ``np.inf`` where nothing lands (the
+    fusion's candidate stack); without it a new array with 0 there."""
     w, h = size
     pose = np.asarray(pose_c2w, np.float64)
     A = np.asarray(K, np.float64) @ pose[:3, :3].T  # world -> (u z, v z, z)
@@ -87,9 +90,15 @@ def _splat_columns(columns: np.ndarray, K: np.ndarray, pose_c2w: np.ndarray, siz
     x = np.rint(q[0] * inv)
     y = np.rint(q[1] * inv)
     ok = front & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    zbuf = np.full(w * h, np.inf, np.float32)
+    if out is None:
+        zbuf = np.full(w * h, np.inf, np.float32)
+    else:
+        zbuf = out.reshape(-1)  # a view: out is contiguous
+        zbuf.fill(np.inf)
     # integer pixel index: float32 holds integers exactly only up to 2**24 pixels
     np.minimum.at(zbuf, y[ok].astype(np.intp) * w + x[ok].astype(np.intp), z[ok])
+    if out is not None:
+        return out
     zbuf[zbuf == np.inf] = 0.0
     return zbuf.reshape(h, w)
 
@@ -99,10 +108,15 @@ def median_of_valid(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``(median, count)``, both ``(H, W)``: the median is 0 where no entry is valid.
     """
-    valid = values > 0
-    count = valid.sum(axis=0)
-    ordered = np.sort(np.where(valid, values, np.inf).astype(np.float32), axis=0)
-    med = np.take_along_axis(ordered, (np.maximum(count - 1, 0) // 2)[None], axis=0)[0]
+    return _median_sorting(np.where(values > 0, values, np.inf).astype(np.float32))
+
+
+def _median_sorting(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`median_of_valid` of a float32 ``(V, H, W)`` stack whose invalid entries are ``np.inf``;
+    sorts ``stack`` in place along axis 0 (no copy)."""
+    stack.sort(axis=0)
+    count = (stack < np.inf).sum(axis=0)
+    med = np.take_along_axis(stack, (np.maximum(count - 1, 0) // 2)[None], axis=0)[0]
     return np.where(count > 0, med, 0.0).astype(np.float32), count
 
 
@@ -201,10 +215,13 @@ class TemporalFusion:
             return depth, conf
         h, w = depth.shape
         s = self.settings
-        cands = [depth] + [_splat_columns(p, self.K, pose, (w, h)) for p in neighbours]
-        values = np.stack(cands)
-        fused, count = median_of_valid(values)
-        agree = ((np.abs(values - fused[None]) <= s.agree_tol * fused[None]) & (values > 0)).sum(axis=0)
+        # candidates: the frame's own depth and each neighbour's splat, np.inf where invalid
+        values = np.empty((len(neighbours) + 1, h, w), np.float32)
+        values[0] = np.where(depth > 0, depth, np.inf)
+        for k, points in enumerate(neighbours, 1):
+            _splat_columns(points, self.K, pose, (w, h), out=values[k])
+        fused, count = _median_sorting(values)  # values now sorted per pixel; the agreement count does not care
+        agree = (np.abs(values - fused[None]) <= s.agree_tol * fused[None]).sum(axis=0)  # inf never agrees
         share = agree / np.maximum(count, 1)
         keep = fused > 0
         fused = np.where(keep, fused, depth).astype(np.float32)
