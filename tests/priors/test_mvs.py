@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from steadydepth.consistency.completion import complete_depth, snap_depth_edges, upsample_depth
-from steadydepth.consistency.geometric import geometric_consistency, reproject_check
+from steadydepth.consistency.geometric import confirmed, geometric_consistency, reproject_check
 from steadydepth.errors import InputError, ReconstructionError
 from steadydepth.priors.base import PriorContext, create_prior
 from steadydepth.priors.mvs import MVSPrior
@@ -248,6 +248,29 @@ def test_geometric_consistency_on_exact_plane():
     res = geometric_consistency(depth_a, K, pose_a, [(depth_b, pose_b), (depth_b * 1.1, pose_b)])
     assert np.all(res.num_agree[seen] == 1)  # the scaled copy never agrees
     np.testing.assert_allclose(res.fused_depth[seen], depth_a[seen], rtol=1e-4)
+
+
+def test_one_agreeing_view_is_enough_only_where_two_would_keep_almost_nothing():
+    num_agree = np.zeros((10, 10), np.int32)
+    num_agree[:5] = 1  # half the frame confirmed by one view
+    num_agree[0, :5] = 2  # 5 % by two
+    assert confirmed(num_agree, 2).sum() == 5
+    assert confirmed(num_agree, 2, relax_below=0.1).sum() == 50  # 5 % < 10 %: one view is enough
+    num_agree[1] = 2  # now 15 % by two: the strict rule stands
+    assert confirmed(num_agree, 2, relax_below=0.1).sum() == 15
+    assert confirmed(num_agree, 1, relax_below=1.0).sum() == 50
+
+
+def test_relaxed_confirmation_keeps_more_matched_pixels(orbit):
+    """Wired into the prior: a threshold no frame reaches keeps the single-view pixels (more
+    matched, confident pixels), 0 keeps the strict rule (the fixture's default run)."""
+    clip, strict, _ = orbit
+    cams = Cameras(clip.intrinsics, poses=list(clip.poses), source="gt")
+    relaxed, _ = _run(clip.images[:8], cams, relax_below=1.01)
+    strict_only, _ = _run(clip.images[:8], cams, relax_below=0.0)
+    n_relaxed = sum(int((o.confidence > 0.2).sum()) for o in relaxed)
+    n_strict = sum(int((o.confidence > 0.2).sum()) for o in strict_only)
+    assert n_relaxed > n_strict, (n_strict, n_relaxed)
 
 
 def test_completion_recovers_linear_disparity_and_respects_edges():

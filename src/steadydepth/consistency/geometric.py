@@ -29,7 +29,7 @@ import numpy as np
 
 from ..geometry import project_camera_points
 
-__all__ = ["ConsistencyResult", "reproject_check", "geometric_consistency"]
+__all__ = ["ConsistencyResult", "reproject_check", "geometric_consistency", "confirmed"]
 
 log = logging.getLogger(__name__)
 
@@ -157,3 +157,17 @@ def geometric_consistency(
         cnt += agree
     fused = np.where(cnt > 0, acc / np.maximum(cnt, 1), 0.0).astype(np.float32)
     return ConsistencyResult(num_agree=num_agree, num_seen=num_seen, fused_depth=fused)
+
+
+def confirmed(num_agree: np.ndarray, min_agree: int, relax_below: float = 0.0) -> np.ndarray:
+    """Pixels (bool, the shape of ``num_agree``) that at least ``min_agree`` views agree with.
+
+    Where that leaves fewer than ``relax_below`` of the frame's pixels, one agreeing view is
+    enough: on a slow pan before a far background the neighbours' own depth is too uncertain
+    to confirm most of a frame, and a fill seeded by a few percent of the pixels does worse
+    than the pixels one view confirms.
+    """
+    keep = num_agree >= min_agree
+    if min_agree > 1 and keep.mean() < relax_below:
+        keep = num_agree >= 1
+    return keep

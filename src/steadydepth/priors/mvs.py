@@ -43,7 +43,9 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
 5. **Geometric consistency** (:mod:`steadydepth.consistency.geometric`): each frame's depth is
    checked forward-backward against the raw depths of frames ``r-M .. r+M``
    (``consistency_radius``, kept in a small cache); pixels agreeing with fewer than
-   ``min_agree`` views are dropped (occlusions, mismatches, moving objects).
+   ``min_agree`` views are dropped (occlusions, mismatches, moving objects); in a frame where
+   that would keep under ``relax_below`` of the pixels, one agreeing view is enough
+   (:func:`~steadydepth.consistency.geometric.confirmed`; a slow pan before a far background).
 6. **Completion** (:mod:`steadydepth.consistency.completion`): dropped and unmatched pixels are
    filled by an edge-aware least-squares solve in inverse depth (confidence 0.2; link weights
    never below ``fill_edge_floor``, so the texture edges inside an unmatched textured patch do not cut it off from
@@ -124,7 +126,7 @@ import cv2
 import numpy as np
 
 from ..consistency.completion import complete_depth, snap_depth_edges, upsample_depth
-from ..consistency.geometric import geometric_consistency
+from ..consistency.geometric import confirmed, geometric_consistency
 from ..consistency.planar import PlanarSettings, planar_fill
 from ..errors import InputError, ReconstructionError
 from ..geometry import interpolate_poses, project_points
@@ -449,7 +451,7 @@ class MVSPrior(DepthPrior):
         if neigh and (depth > 0).any():
             res = geometric_consistency(depth, state["K"], poses[o], neigh, pix_tol=s.pix_tol, rel_tol=s.rel_tol)
             need = min(s.min_agree, len(neigh))
-            keep = res.num_agree >= need
+            keep = confirmed(res.num_agree, need, s.relax_below)
             geo = np.clip(res.num_agree / float(max(need, 1)), 0.0, 1.0)
             depth = np.where(keep, res.fused_depth, 0.0).astype(np.float32)
             conf = np.where(keep, conf * geo, 0.0).astype(np.float32)

@@ -33,6 +33,7 @@ class MVSSettings:
     agg_eps: float = 1e-3
     consistency_radius: int = 2
     min_agree: int = 2
+    relax_below: float = 0.1
     pix_tol: float = 1.0
     rel_tol: float = 0.02
     min_baseline_ratio: float = 0.01
