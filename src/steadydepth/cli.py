@@ -19,7 +19,7 @@ from . import __version__
 from .errors import InputError, SteadyDepthError, exit_codes_help
 from .interrupts import Terminated
 from .io.depth_files import DEPTH_FORMATS
-from .options import PRESETS, RunOptions, cli_names
+from .options import PRESET_ALIASES, PRESETS, RunOptions, cli_names
 from .scene.colormap import COLORMAPS
 from .types import Intrinsics
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "Hugging Face cache (--prior auto, vda)")
     run.add_argument("--no-download", action="store_true",
                      help="never download model weights (as STEADYDEPTH_NO_DOWNLOAD=1)")
-    run.add_argument("--preset", default="balanced", choices=list(PRESETS))
+    run.add_argument("--preset", default="balanced", choices=[*PRESETS, *PRESET_ALIASES])
     run.add_argument("--max-res", type=int, help="long side of the processing resolution (preset default)")
     run.add_argument("--temporal-radius", type=int,
                      help="fuse each frame's depth with this many neighbours on each side through the cameras "

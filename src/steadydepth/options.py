@@ -1,11 +1,12 @@
 """Run options and presets.
 
-A preset (``fast`` / ``balanced`` / ``best``) fills every option the user did not set;
+A preset (``fast`` / ``balanced`` / ``fine``) fills every option the user did not set;
 explicit options always win.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import re
@@ -18,7 +19,9 @@ from .errors import InputError
 from .io.depth_files import DEPTH_FORMATS
 from .types import Intrinsics
 
-__all__ = ["RunOptions", "PRESETS", "METRIC_HINT_RANGE", "cli_names", "option_text", "parse_metric_hint"]
+log = logging.getLogger(__name__)
+
+__all__ = ["RunOptions", "PRESETS", "PRESET_ALIASES", "preset_name", "METRIC_HINT_RANGE", "cli_names", "option_text", "parse_metric_hint"]
 
 #: option field -> the command-line flag that sets it (fields not listed are spelt ``--field-name``)
 CLI_FLAGS: dict[str, str] = {"hfov_deg": "--fov", "formats": "--format", "npz": "--no-npz", "vis": "--no-vis",
@@ -56,8 +59,22 @@ def option_text(name: str, value: object = None) -> str:
 PRESETS: dict[str, dict] = {
     "fast": {"max_res": 320, "temporal_radius": 8},
     "balanced": {"max_res": 480, "temporal_radius": 20},
-    "best": {"max_res": 640, "temporal_radius": 20},
+    "fine": {"max_res": 640, "temporal_radius": 20},
 }
+
+#: former preset names -> their preset. ``best`` was renamed ``fine``: it processes at a finer
+#: resolution and is better than ``balanced`` on the synthetic clips and the RealSense desk, but not
+#: on the 7-Scenes clips (benchmarks/NOTES.md), so it is not "best" on every clip.
+PRESET_ALIASES: dict[str, str] = {"best": "fine"}
+
+
+def preset_name(name: str) -> str:
+    """The preset ``name`` stands for (a former name is logged as a warning and mapped)."""
+    if name in PRESET_ALIASES:
+        log.warning("preset %r is now called %r (finer processing; not better than balanced on every clip)",
+                    name, PRESET_ALIASES[name])
+        return PRESET_ALIASES[name]
+    return name
 
 
 
@@ -104,10 +121,12 @@ class RunOptions:
     def resolved(self) -> RunOptions:
         """A copy with preset values filled in and every value checked (no input is read:
         the checks against the input are :func:`steadydepth.validation.check_run`)."""
-        if self.preset not in PRESETS:
+        preset = preset_name(self.preset)
+        if preset not in PRESETS:
             raise InputError(f"{option_text('preset', self.preset)}: unknown preset, choose one of {', '.join(PRESETS)}")
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key, value in PRESETS[self.preset].items():
+        values["preset"] = preset
+        for key, value in PRESETS[preset].items():
             if values.get(key) is None:
                 values[key] = value
         out = RunOptions(**values)

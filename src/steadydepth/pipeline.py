@@ -527,7 +527,7 @@ def _estimate_cameras(frames: _ResizedFrames, source: FrameSource, prior_name: s
         bar.update(done - bar.done)
 
     # SfM sees the frames at most SFM_MAX_SIDE on their long side: its cameras do not change with a
-    # larger processing resolution (``best``, ``--max-res``), which only refines the depth
+    # larger processing resolution (``fine``, ``--max-res``), which only refines the depth
     sfm_frames = frames
     if max(frames.size) > SFM_MAX_SIDE:
         sfm_frames = _ResizedFrames(source, SFM_MAX_SIDE)

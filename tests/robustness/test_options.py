@@ -328,3 +328,21 @@ def test_api_intrinsics_for_another_aspect_ratio_are_refused(tmp_path):
     video = estimate(frames, tmp_path / "out", prior="io-passthrough", progress_bar=False, vis=False,
                      intrinsics=Intrinsics(25, 25, 13.5, 9.5, 28, 20))  # half size, same aspect ratio: fine
     assert video.intrinsics.fx == pytest.approx(50)
+
+
+def test_former_preset_name_best_runs_as_fine_with_a_warning(caplog):
+    """``best`` was renamed ``fine`` (it is not better than ``balanced`` on every clip); old
+    command lines keep working, say so once, and get exactly ``fine``'s settings."""
+    from steadydepth.options import RunOptions
+    from steadydepth.priors.mvs import MVSPrior
+    from steadydepth.priors.mvs_settings import MVS_PRESETS
+    from steadydepth.priors.base import create_prior
+
+    with caplog.at_level(logging.WARNING, logger="steadydepth"):
+        old = RunOptions(preset="best").resolved()
+    assert old == RunOptions(preset="fine").resolved()
+    assert any("now called 'fine'" in r.getMessage() for r in caplog.records)
+    prior = create_prior("mvs:best")
+    assert isinstance(prior, MVSPrior) and prior._fixed == MVS_PRESETS["fine"]
+    with pytest.raises(InputError, match="unknown preset"):
+        RunOptions(preset="bestest").resolved()

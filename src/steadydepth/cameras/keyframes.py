@@ -50,7 +50,7 @@ class KeyframePolicy:
 KEYFRAME_PRESETS: dict[str, KeyframePolicy] = {
     "fast": KeyframePolicy(min_motion=0.05, max_keyframes=40, min_keyframes=8, max_gap=45),
     "balanced": KeyframePolicy(min_motion=0.03, max_keyframes=80, min_keyframes=10, max_gap=30),
-}  # ``best`` solves its cameras as ``balanced`` (cameras/sfm_settings.py)
+}  # ``fine`` solves its cameras as ``balanced`` (cameras/sfm_settings.py)
 
 _LK = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
 

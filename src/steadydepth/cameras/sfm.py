@@ -313,7 +313,7 @@ def estimate_cameras(
     COLMAP database, models and a text export ``sfm/model_text`` of the result).
     ``intrinsics``: known camera (OpenCV convention; rescaled if given for another size) —
     kept fixed. ``hfov_deg``: horizontal field of view used as the initial focal guess
-    (refined). ``preset``: ``fast`` / ``balanced`` / ``best`` (keyframe budget, SIFT
+    (refined). ``preset``: ``fast`` / ``balanced`` / ``fine`` (keyframe budget, SIFT
     features, matching window). ``progress(stage, done, total)`` is called for stages
     ``frames`` (total 0 = unknown), ``extraction``, ``matching``, ``mapping``,
     ``registration``. ``timings``, if given, receives seconds per stage and counts.

@@ -45,15 +45,15 @@ class SfmPreset:
     fixed_distortion: bool = False
 
 
-#: ``best`` solves the cameras as ``balanced`` does (and the pipeline hands SfM frames of at most
+#: ``fine`` solves the cameras as ``balanced`` does (and the pipeline hands SfM frames of at most
 #: ``SFM_MAX_SIDE`` pixels): with its own denser keyframes, 8192 features and doubled images at 640
 #: px, its cameras were no better on the real clips and on the RealSense desk worse (measured in
-#: benchmarks/NOTES.md), so ``best`` spends its time on the depth, with the same cameras.
+#: benchmarks/NOTES.md), so ``fine`` spends its time on the depth, with the same cameras.
 SFM_PRESETS: dict[str, SfmPreset] = {
     "fast": SfmPreset(KEYFRAME_PRESETS["fast"], max_features=2048, overlap=6, first_octave=0),
     "balanced": SfmPreset(KEYFRAME_PRESETS["balanced"], max_features=4096, overlap=8, first_octave=0),
 }
-SFM_PRESETS["best"] = SFM_PRESETS["balanced"]
+SFM_PRESETS["fine"] = SFM_PRESETS["balanced"]
 
 #: the long side (pixels) of the frames structure from motion sees, whatever the processing size
 SFM_MAX_SIDE = 480

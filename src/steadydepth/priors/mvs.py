@@ -105,7 +105,7 @@ Frames whose pose structure from motion copied (``Cameras.pose_source(i) == "cop
 the first / after the last registered frame) get depth 0 (invalid) and serve as no source view.
 
 Presets (``context.preset``): ``fast`` (work long side 192, 32 planes, 3 views), ``balanced``
-(240, 48, 4), ``best`` (320, 64, 4). ``context.options["mvs"]`` (a dict) overrides any field
+(240, 48, 4), ``fine`` (320, 64, 4). ``context.options["mvs"]`` (a dict) overrides any field
 of :class:`MVSSettings`. Short clips (``context.num_frames`` at most ``short_clip_frames``,
 12) are matched at a work long side of at least ``short_clip_long_side`` (640, capped at the
 processing resolution): a few frames give little baseline, so the disparities in pixels must
@@ -133,6 +133,7 @@ from ..geometry import interpolate_poses, project_points
 from ..types import Cameras, Frame, Intrinsics, PriorOutput
 from .base import DepthPrior, PriorContext, register_prior
 from .mvs_edges import edge_test
+from ..options import preset_name
 from .mvs_settings import MVS_PRESETS, NO_PARALLAX_RATIO, MVSSettings
 from .mvs_sweep import plane_sweep, select_sources
 
@@ -535,9 +536,10 @@ class MVSPrior(DepthPrior):
 
 @register_prior("mvs")
 def _factory(arg: str | None) -> MVSPrior:
-    """``--prior mvs`` or ``--prior mvs:PRESET`` (``fast`` / ``balanced`` / ``best``)."""
+    """``--prior mvs`` or ``--prior mvs:PRESET`` (``fast`` / ``balanced`` / ``fine``)."""
     if not arg:
         return MVSPrior()
+    arg = preset_name(arg)
     if arg not in MVS_PRESETS:
         raise InputError(f"--prior mvs:{arg}: unknown preset; choose one of {', '.join(MVS_PRESETS)}")
     return MVSPrior(MVS_PRESETS[arg])

@@ -74,7 +74,7 @@ class MVSSettings:
 MVS_PRESETS: dict[str, MVSSettings] = {
     "fast": MVSSettings(work_long_side=192, num_planes=32, num_views=3, search_radius=6, wide_radius=0),
     "balanced": MVSSettings(),
-    "best": MVSSettings(work_long_side=320, num_planes=64, num_views=4, search_radius=10),
+    "fine": MVSSettings(work_long_side=320, num_planes=64, num_views=4, search_radius=10),
 }
 
 #: below this baseline / depth ratio the camera is taken as not translating at all

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 REFINE_PRESETS: dict[str, dict] = {
     "fast": {"neighbours_per_side": 1, "step": 2, "iters": 12, "work_width": 128, "lr": 0.03},
     "balanced": {"neighbours_per_side": 1, "step": 2, "iters": 20, "work_width": 160, "lr": 0.03},
-    "best": {"neighbours_per_side": 2, "step": 2, "iters": 40, "work_width": 160, "lr": 0.03},
+    "fine": {"neighbours_per_side": 2, "step": 2, "iters": 40, "work_width": 160, "lr": 0.03},
 }
 
 

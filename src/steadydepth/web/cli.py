@@ -15,6 +15,8 @@ log = logging.getLogger("steadydepth")
 
 def add_web_commands(sub, common: argparse.ArgumentParser) -> None:
     """Add ``view OUTDIR`` and ``serve`` to the subcommand parser ``sub``."""
+    from ..options import PRESET_ALIASES, PRESETS
+
     view = sub.add_parser("view", parents=[common], help="open a run in a 4D viewer in the browser (viser)")
     view.add_argument("output", help="a steadydepth output folder (the -o of 'steadydepth run')")
     view.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -26,7 +28,7 @@ def add_web_commands(sub, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--jobs-dir", help="folder for the jobs (default: a temporary folder removed on exit)")
-    serve.add_argument("--preset", default="balanced", choices=["fast", "balanced", "best"])
+    serve.add_argument("--preset", default="balanced", choices=[*PRESETS, *PRESET_ALIASES])
     serve.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted, in MB")
     serve.add_argument("--max-frames", type=int, default=600, help="longest clip accepted, in frames")
     serve.add_argument("--max-jobs", type=int, default=1, help="clips processed at the same time")
