@@ -130,10 +130,10 @@ from ..consistency.geometric import confirmed, geometric_consistency
 from ..consistency.planar import PlanarSettings, planar_fill
 from ..errors import InputError, ReconstructionError
 from ..geometry import interpolate_poses, project_points
+from ..options import preset_name
 from ..types import Cameras, Frame, Intrinsics, PriorOutput
 from .base import DepthPrior, PriorContext, register_prior
 from .mvs_edges import edge_test
-from ..options import preset_name
 from .mvs_settings import MVS_PRESETS, NO_PARALLAX_RATIO, MVSSettings
 from .mvs_sweep import plane_sweep, select_sources
 
