@@ -7,6 +7,7 @@ past ``in_memory`` images the stash spills to ``.npy`` files.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,32 +22,37 @@ class ImageStash:
     """Images the prior has read ahead of its outputs, kept until their output arrives.
 
     Priors that read the whole clip before answering (two-pass combinations) would make
-    this grow with the clip, so past ``in_memory`` images it spills to ``folder``.
+    this grow with the clip, so past ``in_memory`` images it spills to ``folder``. Safe to fill
+    from one thread (the prior's, see :mod:`steadydepth.read_ahead`) and empty from another.
     """
 
     def __init__(self, folder: Path, in_memory: int = 32) -> None:
         self.folder, self.in_memory = folder, in_memory
         self.memory: dict[int, np.ndarray] = {}
         self.spilled: set[int] = set()
+        self._lock = threading.Lock()
 
     def put(self, position: int, image: np.ndarray) -> None:
-        if len(self.memory) < self.in_memory:
-            self.memory[position] = image
-            return
+        with self._lock:
+            if len(self.memory) < self.in_memory:
+                self.memory[position] = image
+                return
         self.folder.mkdir(parents=True, exist_ok=True)
         np.save(self.folder / f"{position:06d}.npy", image)
-        self.spilled.add(position)
+        with self._lock:
+            self.spilled.add(position)
 
     def pop(self, position: int) -> np.ndarray | None:
-        if position in self.memory:
-            return self.memory.pop(position)
-        if position in self.spilled:
+        with self._lock:
+            if position in self.memory:
+                return self.memory.pop(position)
+            if position not in self.spilled:
+                return None
             self.spilled.discard(position)
-            path = self.folder / f"{position:06d}.npy"
-            image = np.load(path)
-            path.unlink()
-            return image
-        return None
+        path = self.folder / f"{position:06d}.npy"
+        image = np.load(path)
+        path.unlink()
+        return image
 
 
 class Recorder:

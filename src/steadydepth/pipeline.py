@@ -35,6 +35,7 @@ from .options import RunOptions, parse_metric_hint
 from .outputs import OutputFolder
 from .priors.base import PriorContext, create_prior
 from .image_stash import ImageStash, Recorder
+from .read_ahead import one_blas_thread, read_ahead, useful_ahead
 from .progress import LoggedWarnings, Progress, peak_memory_mb
 from .resume import ResumePlan, RunState, announce, plan_resume, prior_start, run_identity
 from .types import Cameras, DepthFrame, Frame, Intrinsics, PriorOutput
@@ -364,10 +365,13 @@ def estimate(
             for fused in fusion.push(depth, conf):
                 writer.write(*fused)
 
-        with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar:
+        with Progress("depth", source.num_frames, bar=opts.progress_bar) as bar, one_blas_thread():
             bar.update(start)
             stream = Recorder(frames.iter_from(start, frame_indices), frame_indices, images)
-            for position, prior_out in enumerate(prior.process(stream, context), start=start):
+            # the prior runs a few frames ahead in a worker thread: its next frame's matching
+            # overlaps this frame's fusion and writes (same order, same results)
+            outputs = read_ahead(prior.process(stream, context), ahead=useful_ahead(), name="steadydepth-prior")
+            for position, prior_out in enumerate(outputs, start=start):
                 image = images.pop(position)
                 if writer.metric is None:
                     writer.metric = bool(prior_out.metric)

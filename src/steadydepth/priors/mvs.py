@@ -88,9 +88,12 @@ Resuming (``context.first_position > 0``): the stream starts at that position; a
 run from the clip's start (up to the state carried from frame to frame, see there).
 
 Streaming: frames are consumed ``N + M`` ahead of the output (``N`` the larger of
-``search_radius`` and ``wide_radius``, :attr:`MVSSettings.source_window`); the prior holds at most
-``2 N + 1`` frames (``max_buffered`` records the high-water mark) and ``2 M + 1`` raw depths,
-so memory is flat in clip length.
+``search_radius`` and ``wide_radius``, :attr:`MVSSettings.source_window`); matching (steps 1-4)
+holds at most ``2 N + 1`` frames (``max_buffered`` records the high-water mark) and the later
+steps the raw depths and images of ``o - max(M, 2) .. o + M`` (``max_cached_depths``), so memory
+is flat in clip length. Matching runs in a worker thread a couple of frames ahead of the later
+steps (:func:`~steadydepth.read_ahead.read_ahead`; on one core, in the caller's thread); each
+part keeps its order, so the output does not depend on the threads.
 
 No parallax: if ``cameras.warnings`` holds a ``"no-parallax:"`` entry or no two cameras within
 the source window are farther apart than ``1e-4`` of the scene depth (median depth of the
@@ -119,7 +122,7 @@ The measurements behind these defaults (and the alternatives tried) are in
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, fields, replace
 
 import cv2
@@ -131,6 +134,7 @@ from ..consistency.planar import PlanarSettings, planar_fill
 from ..errors import InputError, ReconstructionError
 from ..geometry import interpolate_poses, project_points
 from ..options import preset_name
+from ..read_ahead import read_ahead, useful_ahead
 from ..types import Cameras, Frame, Intrinsics, PriorOutput
 from .base import DepthPrior, PriorContext, register_prior
 from .mvs_edges import edge_test
@@ -287,13 +291,39 @@ class MVSPrior(DepthPrior):
                                   metric=False, confidence=np.zeros((h, w), np.float32))
             return
 
-        N, M = s.source_window, min(s.consistency_radius, s.search_radius)
-        buf: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # i -> (rgb processing res, gray work res)
-        raw: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # i -> (raw depth, match confidence) at work res
         state = {"scene_depth": pts_info[0] if pts_info else None, "rho_range": None, "K": None, "intr": None,
                  "wsize": None, "psize": None, "num_frames": context.num_frames}
-        next_raw = next_out = first
+        # matching runs one stage ahead in a worker thread (its next frames overlap this frame's
+        # consistency check and completion); each stage keeps its own order, so results are the same
+        matched = read_ahead(self._matched(frames, poses, state, cameras, first), ahead=useful_ahead(),
+                             name="steadydepth-mvs-matching")
+        M = min(s.consistency_radius, s.search_radius)
+        keep = max(M, 2)  # the consistency check reads raw depths o-M .. o+M, the edge test images o-2 .. o+2
+        held: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # i -> (rgb, raw depth, match confidence)
+        next_out = first
+        for r, rgb, depth, conf in matched:
+            held[r] = (rgb, depth, conf)
+            self.max_cached_depths = max(self.max_cached_depths, len(held))
+            while next_out <= r - M:
+                yield self._finish(next_out, held, poses, state, M)
+                next_out += 1
+                for j in [j for j in held if j < next_out - keep]:
+                    del held[j]
+        while next_out in held:  # the last M frames
+            yield self._finish(next_out, held, poses, state, M)
+            next_out += 1
+
+    def _matched(self, frames: Iterable[Frame], poses: list, state: dict, cameras: Cameras,
+                 first: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(position, rgb, raw depth, match confidence)`` of every frame, in order; a frame's raw
+        depth (:meth:`_raw_depth`) is computed once the ``source_window`` frames after it are read."""
+        N = self.settings.source_window
+        buf: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # i -> (rgb processing res, gray work res)
+        next_raw = first
         last = first - 1
+
+        def raw(r: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+            return (r, buf[r][0], *self._raw_depth(r, buf, poses, last, state, cameras))
 
         for i, frame in enumerate(frames, start=first):
             img = np.asarray(frame.image)
@@ -308,34 +338,13 @@ class MVSPrior(DepthPrior):
             last = i
             self.max_buffered = max(self.max_buffered, len(buf))
             while next_raw <= i - N:
-                raw[next_raw] = self._raw_depth(next_raw, buf, poses, last, state, cameras)
+                yield raw(next_raw)
                 next_raw += 1
-                self.max_cached_depths = max(self.max_cached_depths, len(raw))
-            next_out = yield from self._release(next_out, next_raw - 1 - M, buf, raw, poses, state, next_raw, N, M)
+                for j in [j for j in buf if j < next_raw - N]:
+                    del buf[j]
         while next_raw <= last:
-            raw[next_raw] = self._raw_depth(next_raw, buf, poses, last, state, cameras)
+            yield raw(next_raw)
             next_raw += 1
-            self.max_cached_depths = max(self.max_cached_depths, len(raw))
-            next_out = yield from self._release(next_out, next_raw - 1 - M, buf, raw, poses, state, next_raw, N, M)
-        yield from self._release(next_out, last, buf, raw, poses, state, next_raw, N, M)
-
-    def _release(self, next_out: int, upto: int, buf: dict, raw: dict, poses: list, state: dict, next_raw: int,
-                 N: int, M: int) -> Generator[PriorOutput, None, int]:
-        """Yield the outputs of positions ``next_out .. upto`` in order, pruning the buffers after
-        each; returns the next position to release."""
-        while next_out <= upto:
-            yield self._finish(next_out, buf, raw, poses, state)
-            next_out += 1
-            self._prune(buf, raw, next_raw, next_out, N, M)
-        return next_out
-
-    @staticmethod
-    def _prune(buf: dict, raw: dict, next_raw: int, next_out: int, N: int, M: int) -> None:
-        keep_frames_from = min(next_raw - N, next_out)
-        for j in [j for j in buf if j < keep_frames_from]:
-            del buf[j]
-        for j in [j for j in raw if j < next_out - M]:
-            del raw[j]
 
     @staticmethod
     def _warn_once(state: dict, message: str) -> None:
@@ -441,14 +450,13 @@ class MVSPrior(DepthPrior):
             state["scene_depth"] = float(np.median(depth[ok]))
         return depth, conf
 
-    def _finish(self, o: int, buf: dict, raw: dict, poses: list, state: dict) -> PriorOutput:
-        """Consistency check, completion and upsampling of frame ``o``."""
+    def _finish(self, o: int, held: dict, poses: list, state: dict, M: int) -> PriorOutput:
+        """Consistency check (against the raw depths of ``o - M .. o + M`` in ``held``), completion
+        and upsampling of frame ``o``; ``held``: position -> (rgb, raw depth, match confidence)."""
         s = self.settings
-        depth, conf = raw[o]
-        rgb = buf[o][0]
+        rgb, depth, conf = held[o]
         wsize = state["wsize"]
-        neigh = [(raw[j][0], poses[j]) for j in range(o - s.consistency_radius, o + s.consistency_radius + 1)
-                 if j != o and j in raw]
+        neigh = [(held[j][1], poses[j]) for j in range(o - M, o + M + 1) if j != o and j in held]
         if neigh and (depth > 0).any():
             res = geometric_consistency(depth, state["K"], poses[o], neigh, pix_tol=s.pix_tol, rel_tol=s.rel_tol)
             need = min(s.min_agree, len(neigh))
@@ -481,7 +489,7 @@ class MVSPrior(DepthPrior):
             state["prev_final"] = (o, depth)
             depth, conf = upsample_depth(depth, conf, rgb)
             if s.edge_test_radius > 0:
-                depth, conf = self._edge_test(o, depth, conf, buf, poses, state)
+                depth, conf = self._edge_test(o, depth, conf, held, poses, state)
         elif state.get("prev_final") is not None:
             # nothing matched (e.g. the camera stopped for longer than the search window):
             # repeat the last good depth with confidence 0 rather than inventing geometry
@@ -497,14 +505,14 @@ class MVSPrior(DepthPrior):
                            confidence=np.clip(conf, 0, 1).astype(np.float32))
 
 
-    def _edge_test(self, o: int, depth: np.ndarray, conf: np.ndarray, buf: dict, poses: list,
+    def _edge_test(self, o: int, depth: np.ndarray, conf: np.ndarray, held: dict, poses: list,
                    state: dict) -> tuple[np.ndarray, np.ndarray]:
         """:func:`edge_test` at the processing resolution against the frames ``o - 2 .. o + 2`` still held."""
         s = self.settings
-        srcs = [j for j in (o - 2, o - 1, o + 1, o + 2) if j in buf and poses[j] is not None]
+        srcs = [j for j in (o - 2, o - 1, o + 1, o + 2) if j in held and poses[j] is not None]
         if not srcs:
             return depth, conf
-        gray = [_to_gray(buf[j][0], state["psize"]) for j in [o, *srcs]]
+        gray = [_to_gray(held[j][0], state["psize"]) for j in [o, *srcs]]
         radius = max(1, round(s.edge_test_radius * state["psize"][0] / state["wsize"][0]))
         for _ in range(s.edge_test_iterations):
             depth, moved = edge_test(depth, gray[0], gray[1:], state["K_proc"], poses[o], [poses[j] for j in srcs],
