@@ -55,10 +55,9 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    cut into one-coloured regions, and in a region whose matched pixels lie on one plane
    (within ``planar_tol`` in disparity for ``planar_min_inliers`` of them, spread over the
    region) the filled pixels take that plane (walls, floors, cabinet fronts that touch the
-   image border or another surface, which the harmonic fill bends towards); off by default
-   (``planar_scale = 0``; ``context.options["mvs"] = {"planar_scale": 200}`` turns it on: on the
-   real clips it gains 0.2-1.7 % AbsRel for about 10 % more depth time, see
-   ``benchmarks/NOTES.md``). Depth edges
+   image border or another surface, which the harmonic fill bends towards); on in ``balanced``
+   (``planar_scale = 200``, ``planar_tol = 0.02``, ``planar_min_inliers = 0.85``), off in
+   ``fast`` and ``fine`` (``planar_scale = 0``). Depth edges
    are then snapped onto colour edges by a colour-weighted median in inverse depth over
    ``(2 snap_radius + 1)^2`` windows, only where the window spans more than ``snap_ratio`` in
    disparity (:func:`~steadydepth.consistency.completion.snap_depth_edges`; removes part of the NCC
