@@ -77,7 +77,7 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    on the near side of a depth edge (disparity span above ``edge_test_ratio`` within
    ``edge_test_radius`` *work* pixels) compare the photometric cost of their depth with that
    of the farthest depth around them, over small ``(2 edge_test_window + 1)^2`` zero-mean
-   windows against frames ``r-2 .. r+2``, and take the far depth when it is clearly cheaper
+   windows against frames ``r-2 .. r+2`` (``EDGE_TEST_SPAN``), and take the far depth when it is clearly cheaper
    (``edge_test_margin``); ``edge_test_iterations`` passes. It removes much of the
    foreground fattening that the 7x7 NCC windows leave and the geometric check cannot see
    (fattened neighbours agree with each other). Moved pixels get the fill confidence.
@@ -89,7 +89,7 @@ run from the clip's start (up to the state carried from frame to frame, see ther
 Streaming: frames are consumed ``N + M`` ahead of the output (``N`` the larger of
 ``search_radius`` and ``wide_radius``, :attr:`MVSSettings.source_window`); matching (steps 1-4)
 holds at most ``2 N + 1`` frames (``max_buffered`` records the high-water mark) and the later
-steps the raw depths and images of ``o - max(M, 2) .. o + M`` (``max_cached_depths``), so memory
+steps the raw depths and images of ``o - max(M, EDGE_TEST_SPAN) .. o + M`` (``max_cached_depths``), so memory
 is flat in clip length. Matching runs in a worker thread a couple of frames ahead of the later
 steps (:func:`~steadydepth.read_ahead.read_ahead`; on one core, in the caller's thread); each
 part keeps its order, so the output does not depend on the threads.
@@ -143,6 +143,9 @@ from .mvs_sweep import plane_sweep, select_sources
 __all__ = ["MVSPrior"]
 
 log = logging.getLogger(__name__)
+
+#: the edge test (step 8) compares frame ``o`` with the frames ``o - EDGE_TEST_SPAN .. o + EDGE_TEST_SPAN``
+EDGE_TEST_SPAN = 2
 
 
 # --------------------------------------------------------------------------- the prior
@@ -297,7 +300,7 @@ class MVSPrior(DepthPrior):
         matched = read_ahead(self._matched(frames, poses, state, cameras, first), ahead=useful_ahead(),
                              name="steadydepth-mvs-matching")
         M = min(s.consistency_radius, s.search_radius)
-        keep = max(M, 2)  # the consistency check reads raw depths o-M .. o+M, the edge test images o-2 .. o+2
+        keep = max(M, EDGE_TEST_SPAN)  # the consistency check reads raw depths o-M .. o+M, the edge test images
         held: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # i -> (rgb, raw depth, match confidence)
         next_out = first
         for r, rgb, depth, conf in matched:
@@ -506,9 +509,10 @@ class MVSPrior(DepthPrior):
 
     def _edge_test(self, o: int, depth: np.ndarray, conf: np.ndarray, held: dict, poses: list,
                    state: dict) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`edge_test` at the processing resolution against the frames ``o - 2 .. o + 2`` still held."""
+        """:func:`edge_test` at the processing resolution against the frames within ``EDGE_TEST_SPAN`` of ``o`` still held."""
         s = self.settings
-        srcs = [j for j in (o - 2, o - 1, o + 1, o + 2) if j in held and poses[j] is not None]
+        srcs = [j for j in range(o - EDGE_TEST_SPAN, o + EDGE_TEST_SPAN + 1)
+                if j != o and j in held and poses[j] is not None]
         if not srcs:
             return depth, conf
         gray = [_to_gray(held[j][0], state["psize"]) for j in [o, *srcs]]
