@@ -73,8 +73,9 @@ class MVSSettings:
 
 MVS_PRESETS: dict[str, MVSSettings] = {
     "fast": MVSSettings(work_long_side=192, num_planes=32, num_views=3, search_radius=6, wide_radius=0),
-    # planar completion on, with a strict plane test (85 % of a region's matched pixels within 2 %)
-    "balanced": MVSSettings(planar_scale=200.0, planar_tol=0.02, planar_min_inliers=0.85),
+    # planar completion on, with a strict plane test (85 % of a region's matched pixels within 2 %);
+    # the wide sweep reaches 32 frames either side: hand-held clips that barely move need it
+    "balanced": MVSSettings(wide_radius=32, planar_scale=200.0, planar_tol=0.02, planar_min_inliers=0.85),
     "fine": MVSSettings(work_long_side=320, num_planes=64, num_views=4, search_radius=10),
 }
 
