@@ -18,7 +18,8 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    the same way among frames ``r - wide_radius .. r + wide_radius``, and those weak pixels take
    the second sweep's depth where it is more confident by ``wide_gain``: surfaces far from a
    slowly moving camera (an office behind a desk) have too little parallax in the near views.
-   Pixels the near views match are never changed. Off in ``fast`` (``wide_radius = 0``).
+   Pixels the near views match are never changed. Off in ``fast`` (``wide_radius = 0``; the
+   presets' reaches are in :data:`~steadydepth.priors.mvs_settings.MVS_PRESETS`).
 2. **Depth hypotheses**: ``num_planes`` fronto-parallel planes uniform in *inverse* depth over
    a range from the sparse SfM points seen by the frame (``Cameras.points``), else from the
    previous frame's depth, else from a bootstrap sweep whose nearest plane gives a disparity of
@@ -55,9 +56,9 @@ Algorithm, per reference frame ``r`` (all at a reduced *work* resolution, see pr
    cut into one-coloured regions, and in a region whose matched pixels lie on one plane
    (within ``planar_tol`` in disparity for ``planar_min_inliers`` of them, spread over the
    region) the filled pixels take that plane (walls, floors, cabinet fronts that touch the
-   image border or another surface, which the harmonic fill bends towards); on in ``balanced``
-   (``planar_scale = 200``, ``planar_tol = 0.02``, ``planar_min_inliers = 0.85``), off in
-   ``fast`` and ``fine`` (``planar_scale = 0``). Depth edges
+   image border or another surface, which the harmonic fill bends towards); on in ``balanced``,
+   off in ``fast`` and ``fine`` (``planar_scale = 0``; each preset's values are in
+   :data:`~steadydepth.priors.mvs_settings.MVS_PRESETS`). Depth edges
    are then snapped onto colour edges by a colour-weighted median in inverse depth over
    ``(2 snap_radius + 1)^2`` windows, only where the window spans more than ``snap_ratio`` in
    disparity (:func:`~steadydepth.consistency.completion.snap_depth_edges`; removes part of the NCC
