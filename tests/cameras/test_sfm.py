@@ -152,12 +152,37 @@ def test_sfm_orbit_known_intrinsics_stay_fixed(orbit_clip, tmp_path):
     cams = estimate_cameras(_frames(clip.images[::2]), tmp_path, intrinsics=K2, preset="fast")
     assert cams.intrinsics.fx == pytest.approx(clip.intrinsics.fx, rel=1e-9)
     assert cams.intrinsics.cx == pytest.approx(clip.intrinsics.cx, abs=1e-9)
+    assert abs(cams.intrinsics.k1) < 0.01  # a pinhole render: the refined radial term stays near 0
     assert not any(w.startswith("distortion") for w in cams.warnings)
     st = trajectory_error(cams.poses, list(clip.poses[::2]))
     c = clip.poses[::2, :3, 3]
     assert st["ate_rmse"] < 0.01 * np.linalg.norm(c.max(0) - c.min(0)), st
     # SfM is not bit-reproducible (threaded COLMAP): 0.9-1.03 degrees measured over repeated runs
     assert st["rot_err_deg"] < 1.5, st
+
+
+def test_keyframe_mapped_far_off_the_path_is_dropped(orbit_clip, tmp_path):
+    pycolmap = pytest.importorskip("pycolmap")
+    from steadydepth.cameras.sfm_mapping import drop_stray_keyframes
+
+    estimate_cameras(_frames(orbit_clip.images[::2]), tmp_path, preset="fast")
+    models = [pycolmap.Reconstruction(d) for d in (tmp_path / "sfm" / "models").iterdir()]
+    rec = max(models, key=lambda r: r.num_reg_images())
+    n = rec.num_reg_images()
+    assert n >= 4 and drop_stray_keyframes(rec) == [] and rec.num_reg_images() == n
+    # one keyframe moved a million scene units back along its own optical axis: its points
+    # still reproject near where they did, but no video jumps like that between keyframes
+    ids = sorted(rec.reg_image_ids(), key=lambda i: rec.images[i].name)
+    im = rec.images[ids[len(ids) // 2]]
+    frame = rec.frames[im.frame_id]
+    R = frame.rig_from_world.rotation.matrix()
+    centre = np.asarray(im.projection_center()) - 1e6 * R[2]
+    frame.rig_from_world = pycolmap.Rigid3d(frame.rig_from_world.rotation, -R @ centre)
+    rec.frames[im.frame_id] = frame
+    name = im.name
+    assert drop_stray_keyframes(rec) == [name]
+    assert rec.num_reg_images() == n - 1
+    assert name not in {rec.images[i].name for i in rec.reg_image_ids()}
 
 
 def test_sfm_unregistrable_frame_is_interpolated_and_named(orbit_clip, tmp_path):

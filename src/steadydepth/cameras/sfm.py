@@ -8,10 +8,14 @@ Pipeline of :func:`estimate_cameras`:
    data stays in memory.
 2. **Map the keyframes** with pycolmap: SIFT extraction (one shared camera,
    ``SIMPLE_RADIAL`` with its focal refined from a seed of ``--fov`` or else
-   :data:`DEFAULT_FOCAL_FACTOR` x the long side; a fixed ``PINHOLE`` when intrinsics are given),
+   :data:`DEFAULT_FOCAL_FACTOR` x the long side, or from the given intrinsics),
    sequential matching, incremental mapping; models with under 100 points or bogus camera
    parameters are dropped (all dropped with SIMPLE_RADIAL: one retry with ``k`` fixed at 0),
-   and of the rest the one with most registered images is kept.
+   and of the rest the one with most registered images is kept, less any keyframe mapped far
+   off the camera path (:func:`~steadydepth.cameras.sfm_mapping.drop_stray_keyframes`).
+   Given intrinsics are put on the model afterwards and held
+   (:func:`~steadydepth.cameras.sfm_focal.hold_intrinsics`): mapping with them held from the
+   start settles in a wrong, relief-reversed solution on small-baseline hand-held clips.
    When no intrinsics are given, the radial term is kept only when it fits the keyframes
    clearly better than ``k = 0`` (:func:`~steadydepth.cameras.sfm_focal.check_distortion`, also
    after a mapping with ``k`` fixed: a large ``k`` can compensate a wrong focal, and a real lens
@@ -70,7 +74,7 @@ from .shots import ShotDetector, ShotPolicy
 from .sfm_chunks import add_timings, link_span, plan_chunks, reconstruct_chunked
 from .sfm_shots import combine_shots
 from .sfm_fallbacks import _rotation_cameras, _static_cameras, mapping_failure
-from .sfm_focal import _check_focal, _guess_intrinsics, check_distortion
+from .sfm_focal import _check_focal, _guess_intrinsics, check_distortion, hold_intrinsics
 from .sfm_mapping import _MIN_POINTS, _image_name, _map_keyframes
 from .sfm_registration import _keyframe_observations, _register_frames
 from .sfm_settings import DEFAULT_CHUNKS, SFM_PRESETS, ChunkPolicy, ProgressFn, SfmPreset, _report, rescue_preset
@@ -417,7 +421,9 @@ def _reconstruct(images_dir: Path, sfm_dir: Path, indices: list[int], kf: list[i
         return _rotation_cameras(images_dir, indices, size, K, hfov_deg, why, timings, advice)
 
     focal_note = None
-    if K is None:
+    if K is not None:
+        rec = hold_intrinsics(rec, K)
+    else:
         t0 = time.perf_counter()
         rec = check_distortion(rec)
         # the mapping's seed is the prior: --fov, else the default guess

@@ -11,7 +11,7 @@ import numpy as np
 from ..types import Intrinsics
 from .sfm_mapping import _model_ok, _quiet_colmap
 
-__all__ = ["DEFAULT_FOCAL_FACTOR", "check_distortion"]
+__all__ = ["DEFAULT_FOCAL_FACTOR", "check_distortion", "hold_intrinsics"]
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +127,61 @@ def _check_focal(rec, prior: float, from_fov: bool):
            f"reprojection error by {100 * (min(rises) - 1):+.1f} %; typical for forward motion or motion "
            f"along a dominant plane): SfM's {f0:.1f} px replaced by {prior:.1f} px, {what}")
     log.warning(msg)
-    # one big jump can flip points behind the cameras: walk there. A walk whose camera the mapper
-    # itself would reject (_model_ok: |k| >= 0.5, seen: k = 94) is redone with the radial term kept.
-    steps = max(1, int(np.ceil(abs(np.log(prior / f0)) / np.log(1.2))))
+    return _walk_focal(rec, prior), msg
+
+
+def _walk_focal(rec, target: float):
+    """A copy of ``rec`` with its shared focal moved to ``target`` in steps of at most 20 %, each
+    followed by a bundle adjustment (one big jump can flip points behind the cameras). A walk whose
+    camera the mapper itself would reject (:func:`_model_ok`: |k| >= 0.5, seen: k = 94) is redone
+    with the radial term held."""
+    f0 = float(next(iter(rec.cameras.values())).params[0])
+    steps = max(1, int(np.ceil(abs(np.log(target / f0)) / np.log(1.2))))
     for refine_distortion in (True, False):
         out = rec
-        for f in f0 * (prior / f0) ** (np.arange(1, steps + 1) / steps):
+        for f in f0 * (target / f0) ** (np.arange(1, steps + 1) / steps):
             out = _adjusted(out, focal=float(f), refine_k=refine_distortion)
         if _model_ok(out):
             break
-    return out, msg
+    return out
+
+
+def hold_intrinsics(rec, K: Intrinsics):
+    """A copy of the keyframe model ``rec`` (mapped with a free SIMPLE_RADIAL camera seeded at
+    ``K``) on the known camera ``K`` (OpenCV convention, at the model's image size).
+
+    The focal is walked to ``K``'s (:func:`_walk_focal`), then the camera is replaced by ``K``
+    (COLMAP's principal point is OpenCV's + 0.5) and the poses and points are bundle-adjusted with
+    its focal and principal point held. ``K.k1 != 0``: ``SIMPLE_RADIAL`` with that term, held.
+    ``K.k1 == 0`` (a pinhole part only, as ``--intrinsics fx,fy,cx,cy`` gives) with ``fx == fy``:
+    the radial term is not known, so it stays the model's own and is refined; with ``fx != fy``
+    a ``PINHOLE`` camera. Mapping with the camera held from the start is what fails on
+    small-baseline hand-held clips: the incremental mapper then settles in a wrong solution
+    whose translations point elsewhere (the RealSense desk with its focal given: AbsRel 0.50-0.63
+    against 0.13 mapped free, and 0.17-0.21 with the radial term held at 0; benchmarks/NOTES.md).
+    """
+    import pycolmap
+
+    out = _walk_focal(rec, 0.5 * (K.fx + K.fy))
+    free_k = not K.k1 and abs(K.fx - K.fy) <= 1e-9 * K.fx
+    for cid in list(out.cameras):
+        old = out.cameras[cid]
+        if K.k1 or free_k:
+            k = K.k1 or (float(old.params[3]) if old.model.name == "SIMPLE_RADIAL" else 0.0)
+            params, model = [K.fx, K.cx + 0.5, K.cy + 0.5, k], "SIMPLE_RADIAL"
+        else:
+            params, model = [K.fx, K.fy, K.cx + 0.5, K.cy + 0.5], "PINHOLE"
+        out.cameras[cid] = pycolmap.Camera(model=model, width=old.width, height=old.height, params=params,
+                                           camera_id=cid)
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.refine_focal_length = False
+    opts.refine_principal_point = False
+    opts.refine_extra_params = free_k
+    opts.print_summary = False
+    opts.ceres.solver_options.num_threads = 1  # repeatable, as _adjusted
+    with _quiet_colmap():
+        pycolmap.bundle_adjustment(out, opts)
+    return out
 
 
 def _guess_intrinsics(

@@ -33,6 +33,11 @@ SMALL_ANGLE_SHARE = 0.4
 #: a keyframe model with fewer triangulated points is not trusted (pure rotation gives a handful)
 _MIN_POINTS = 100
 
+#: a mapped keyframe whose centre lies further than this many units from both of its neighbours
+#: in clip order is a stray (see :func:`drop_stray_keyframes`); a unit is the larger of the median
+#: step between consecutive keyframe centres and the median depth of the model's points
+STRAY_GAP_UNITS = 20.0
+
 
 def _image_name(pos: int) -> str:
     return f"{pos:06d}.jpg"
@@ -44,6 +49,9 @@ def _map_keyframes(
     matcher: Callable[[Path], object] | None = None,
 ):
     """SIFT extraction, matching and incremental mapping of the keyframe images ``names``.
+
+    The camera is one free SIMPLE_RADIAL, seeded at ``K`` when given (its mean focal, principal
+    point and ``k1``; the caller holds ``K`` afterwards), else at ``focal_guess`` and the centre.
 
     ``matcher(database)``, when given, replaces SIFT's sequential matching: it writes the
     keypoints and verified matches itself (:func:`~steadydepth.cameras.sfm_flow.write_flow_matches`).
@@ -59,16 +67,11 @@ def _map_keyframes(
     w, h = size
 
     reader = pycolmap.ImageReaderOptions()
-    if K is not None and K.k1:  # a known lens with its radial term (held fixed like a PINHOLE one)
-        reader.camera_model = "SIMPLE_RADIAL"
-        reader.camera_params = f"{K.fx},{K.cx + 0.5},{K.cy + 0.5},{K.k1}"
-    elif K is not None:
-        reader.camera_model = "PINHOLE"
-        reader.camera_params = f"{K.fx},{K.fy},{K.cx + 0.5},{K.cy + 0.5}"
-    else:
-        reader.camera_model = "SIMPLE_RADIAL"
-        if focal_guess is not None:
-            reader.camera_params = f"{focal_guess},{w / 2.0},{h / 2.0},0"
+    reader.camera_model = "SIMPLE_RADIAL"
+    if K is not None:  # a known camera seeds a free one; hold_intrinsics puts the model on it afterwards
+        reader.camera_params = f"{0.5 * (K.fx + K.fy)},{K.cx + 0.5},{K.cy + 0.5},{K.k1}"
+    elif focal_guess is not None:
+        reader.camera_params = f"{focal_guess},{w / 2.0},{h / 2.0},0"
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = 1
     extraction.sift.max_num_features = preset.max_features
@@ -115,13 +118,7 @@ def _map_keyframes(
     # few points need them (then mapped again at COLMAP's default, below)
     opts.triangulation.min_angle = preset.min_tri_angle
     opts.mapper.filter_min_tri_angle = preset.min_tri_angle
-    if K is not None:
-        opts.ba_refine_focal_length = False
-        opts.ba_refine_principal_point = False
-        opts.ba_refine_extra_params = False
-        opts.mapper.abs_pose_refine_focal_length = False
-        opts.mapper.abs_pose_refine_extra_params = False
-    if K is None and preset.fixed_distortion:
+    if preset.fixed_distortion:
         opts.ba_refine_extra_params = False
         opts.mapper.abs_pose_refine_extra_params = False
     count = [0]
@@ -147,7 +144,7 @@ def _map_keyframes(
         return good, len(recs)
 
     good, num = _run(opts)
-    if not good and K is None and num > 0 and not preset.fixed_distortion:
+    if not good and num > 0 and not preset.fixed_distortion:
         # SIMPLE_RADIAL can diverge on weak geometry (forward motion: focal and k trade off and
         # run away together): retry with the focal held at its seed, then with k fixed at 0
         log.info("SfM: retrying the mapping with the focal held at its seed")
@@ -182,7 +179,9 @@ def _map_keyframes(
     if len(good) > 1:
         log.info("SfM produced %d disconnected models (%s registered images); keeping the largest",
                  len(good), sorted((r.num_reg_images() for r in good.values()), reverse=True))
-    return _largest(good), len(good)
+    rec = _largest(good)
+    drop_stray_keyframes(rec)
+    return rec, len(good)
 
 
 def _largest(models: dict):
@@ -207,6 +206,51 @@ def _small_angle_share(rec, angle_deg: float) -> float:
         total += 1
         small += int(float((rays @ rays.T).min()) > cos_max)
     return small / total if total else 0.0
+
+
+def drop_stray_keyframes(rec) -> list[str]:
+    """Deregister (in place) the keyframes the mapping put far away from the rest of the path.
+
+    A keyframe linked to the model only through near-zero-parallax two-view tracks can be
+    registered with a small reprojection error yet a centre millions of scene units away (seen on
+    the RealSense desk with a fixed focal: 36 points, centre at 4e7). Its neighbours in clip order
+    (image names sort in clip order) then lie further than :data:`STRAY_GAP_UNITS` units from it,
+    a jump no video makes between keyframes. Its observations are removed (points left with one
+    view are deleted) and the frame is posed later by tracking like any other frame. Returns the
+    names of the dropped images.
+    """
+    import numpy as np
+
+    ids = sorted(rec.reg_image_ids(), key=lambda i: rec.images[i].name)
+    if len(ids) < 3:
+        return []
+    centres = np.array([rec.images[i].projection_center() for i in ids], dtype=np.float64)
+    steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
+    depths = []
+    for i in ids:
+        im = rec.images[i]
+        M = im.cam_from_world().matrix()
+        xyz = np.array([rec.points3D[p.point3D_id].xyz for p in im.points2D if p.has_point3D()]).reshape(-1, 3)
+        depths.append(xyz @ M[:3, :3].T[:, 2] + M[2, 3])
+    depth = float(np.median(np.abs(np.concatenate(depths)))) if depths else 0.0
+    unit = max(float(np.median(steps)), depth)
+    gap = np.minimum(np.r_[np.inf, steps], np.r_[steps, np.inf])
+    stray = [ids[k] for k in np.flatnonzero(gap > STRAY_GAP_UNITS * unit)]
+    if len(stray) * 2 >= len(ids):
+        return []  # no majority path to judge against
+    names = []
+    for i in stray:
+        im = rec.images[i]
+        names.append(im.name)
+        for idx, p in enumerate(im.points2D):
+            if p.has_point3D():
+                rec.delete_observation(i, idx)
+        rec.deregister_frame(im.frame_id)
+    if names:
+        log.info("SfM: %d keyframe(s) mapped far off the camera path (%s, over %.0f x the median step or "
+                 "scene depth from both neighbours): posed by tracking instead", len(names), ", ".join(names),
+                 STRAY_GAP_UNITS)
+    return names
 
 
 def _model_ok(rec) -> bool:
