@@ -295,6 +295,9 @@ class _Job:
     preset: str
     progress: ProgressFn | None
     timings: dict
+    #: ``K.k1`` is known (held) even when 0; else a 0 means not given and the term is refined
+    #: (:func:`~steadydepth.cameras.sfm_focal.hold_intrinsics`)
+    k1_known: bool = False
 
 
 @quiet_colmap()
@@ -316,7 +319,8 @@ def estimate_cameras(
     consumed once as a stream (written to ``work_dir/images``; ``work_dir/sfm`` holds the
     COLMAP database, models and a text export ``sfm/model_text`` of the result).
     ``intrinsics``: known camera (OpenCV convention; rescaled if given for another size) —
-    kept fixed. ``hfov_deg``: horizontal field of view used as the initial focal guess
+    seeds the mapping, then held (:func:`~steadydepth.cameras.sfm_focal.hold_intrinsics`: its
+    radial term is refined when ``k1`` is 0, i.e. not given). ``hfov_deg``: horizontal field of view used as the initial focal guess
     (refined). ``preset``: ``fast`` / ``balanced`` / ``fine`` (keyframe budget, SIFT
     features, matching window). ``progress(stage, done, total)`` is called for stages
     ``frames`` (total 0 = unknown), ``extraction``, ``matching``, ``mapping``,
@@ -422,7 +426,7 @@ def _reconstruct(images_dir: Path, sfm_dir: Path, indices: list[int], kf: list[i
 
     focal_note = None
     if K is not None:
-        rec = hold_intrinsics(rec, K)
+        rec = hold_intrinsics(rec, K, k1_known=job.k1_known)
     else:
         t0 = time.perf_counter()
         rec = check_distortion(rec)

@@ -161,7 +161,8 @@ def _merge_chunks(images_dir: Path, sfm_dir: Path, indices: list[int], candidate
         folder = sfm_dir / "chunks" / f"{k:03d}"
         chunk_images = link_span(images_dir, folder, lo, hi)
         kf = select_keyframes([c - lo for c in candidates if lo <= c < hi], hi - lo, job.cfg.keyframes)
-        part = replace(job, timings={}, K=job.K if first is None else first.intrinsics)
+        part = (replace(job, timings={}) if first is None else
+                replace(job, timings={}, K=first.intrinsics, k1_known=True))
         log.info("SfM: chunk %d/%d, frames %d-%d, %d keyframes", k + 1, len(plan), indices[lo], indices[hi - 1],
                  len(kf))
         cams = reconstruct(chunk_images, folder / "sfm", indices[lo:hi], kf, part)

@@ -146,16 +146,17 @@ def _walk_focal(rec, target: float):
     return out
 
 
-def hold_intrinsics(rec, K: Intrinsics):
+def hold_intrinsics(rec, K: Intrinsics, *, k1_known: bool = False):
     """A copy of the keyframe model ``rec`` (mapped with a free SIMPLE_RADIAL camera seeded at
     ``K``) on the known camera ``K`` (OpenCV convention, at the model's image size).
 
     The focal is walked to ``K``'s (:func:`_walk_focal`), then the camera is replaced by ``K``
     (COLMAP's principal point is OpenCV's + 0.5) and the poses and points are bundle-adjusted with
     its focal and principal point held. ``K.k1 != 0``: ``SIMPLE_RADIAL`` with that term, held.
-    ``K.k1 == 0`` (a pinhole part only, as ``--intrinsics fx,fy,cx,cy`` gives) with ``fx == fy``:
-    the radial term is not known, so it stays the model's own and is refined; with ``fx != fy``
-    a ``PINHOLE`` camera. Mapping with the camera held from the start is what fails on
+    ``K.k1 == 0`` and ``k1_known`` (a later chunk on the first chunk's camera): ``PINHOLE``.
+    ``K.k1 == 0`` otherwise (a pinhole part only, as ``--intrinsics fx,fy,cx,cy`` gives) with
+    ``fx == fy``: the radial term is not known, so it stays the model's own and is refined; with
+    ``fx != fy`` a ``PINHOLE`` camera. Mapping with the camera held from the start is what fails on
     small-baseline hand-held clips: the incremental mapper then settles in a wrong solution
     whose translations point elsewhere (the RealSense desk with its focal given: AbsRel 0.50-0.63
     against 0.13 mapped free, and 0.17-0.21 with the radial term held at 0; benchmarks/NOTES.md).
@@ -163,7 +164,7 @@ def hold_intrinsics(rec, K: Intrinsics):
     import pycolmap
 
     out = _walk_focal(rec, 0.5 * (K.fx + K.fy))
-    free_k = not K.k1 and abs(K.fx - K.fy) <= 1e-9 * K.fx
+    free_k = not K.k1 and not k1_known and abs(K.fx - K.fy) <= 1e-9 * K.fx
     for cid in list(out.cameras):
         old = out.cameras[cid]
         if K.k1 or free_k:
