@@ -15,7 +15,7 @@ Pipeline of :func:`estimate_cameras`:
    off the camera path (:func:`~steadydepth.cameras.sfm_mapping.drop_stray_keyframes`).
    Given intrinsics are put on the model afterwards and held
    (:func:`~steadydepth.cameras.sfm_focal.hold_intrinsics`): mapping with them held from the
-   start settles in a wrong, relief-reversed solution on small-baseline hand-held clips.
+   start can settle in a wrong solution on small-baseline hand-held clips.
    When no intrinsics are given, the radial term is kept only when it fits the keyframes
    clearly better than ``k = 0`` (:func:`~steadydepth.cameras.sfm_focal.check_distortion`, also
    after a mapping with ``k`` fixed: a large ``k`` can compensate a wrong focal, and a real lens
