@@ -320,8 +320,8 @@ def estimate_cameras(
     COLMAP database, models and a text export ``sfm/model_text`` of the result).
     ``intrinsics``: known camera (OpenCV convention; rescaled if given for another size) —
     seeds the mapping, then held (:func:`~steadydepth.cameras.sfm_focal.hold_intrinsics`: its
-    radial term is refined when ``k1`` is 0, i.e. not given). ``hfov_deg``: horizontal field of view used as the initial focal guess
-    (refined). ``preset``: ``fast`` / ``balanced`` / ``fine`` (keyframe budget, SIFT
+    radial term is refined when ``k1`` is 0, i.e. not given). ``hfov_deg``: horizontal field
+    of view used as the initial focal guess (refined). ``preset``: ``fast`` / ``balanced`` / ``fine`` (keyframe budget, SIFT
     features, matching window). ``progress(stage, done, total)`` is called for stages
     ``frames`` (total 0 = unknown), ``extraction``, ``matching``, ``mapping``,
     ``registration``. ``timings``, if given, receives seconds per stage and counts.

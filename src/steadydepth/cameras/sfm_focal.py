@@ -166,23 +166,15 @@ def hold_intrinsics(rec, K: Intrinsics, *, k1_known: bool = False):
     out = _walk_focal(rec, 0.5 * (K.fx + K.fy))
     free_k = not K.k1 and not k1_known and abs(K.fx - K.fy) <= 1e-9 * K.fx
     for cid in list(out.cameras):
-        old = out.cameras[cid]
+        old = out.cameras[cid]  # the mapping's SIMPLE_RADIAL (f, cx, cy, k)
         if K.k1 or free_k:
-            k = K.k1 or (float(old.params[3]) if old.model.name == "SIMPLE_RADIAL" else 0.0)
-            params, model = [K.fx, K.cx + 0.5, K.cy + 0.5, k], "SIMPLE_RADIAL"
+            params, model = [K.fx, K.cx + 0.5, K.cy + 0.5, K.k1 or float(old.params[3])], "SIMPLE_RADIAL"
         else:
             params, model = [K.fx, K.fy, K.cx + 0.5, K.cy + 0.5], "PINHOLE"
         out.cameras[cid] = pycolmap.Camera(model=model, width=old.width, height=old.height, params=params,
                                            camera_id=cid)
-    opts = pycolmap.BundleAdjustmentOptions()
-    opts.refine_focal_length = False
-    opts.refine_principal_point = False
-    opts.refine_extra_params = free_k
-    opts.print_summary = False
-    opts.ceres.solver_options.num_threads = 1  # repeatable, as _adjusted
-    with _quiet_colmap():
-        pycolmap.bundle_adjustment(out, opts)
-    return out
+    # focal (fx) and principal point held; the radial term refined only when it is not known
+    return _adjusted(out, focal=K.fx, refine_k=free_k)
 
 
 def _guess_intrinsics(
