@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from steadydepth.errors import InputError
-from steadydepth.eval.datasets import load_ground_truth
-from steadydepth.eval.real_sequences import load_realsense_folder, load_sevenscenes
+from steadydepth.eval.datasets import GroundTruthSequence, load_ground_truth
+from steadydepth.eval.real_sequences import load_realsense_folder, load_sevenscenes, sevenscenes_colour_depth
 from steadydepth.types import Intrinsics
 
 H, W = 12, 16
@@ -91,6 +91,24 @@ def test_sevenscenes_without_intrinsics_file_uses_nominal(tmp_path: Path) -> Non
     seq = load_sevenscenes(root, load_images=False)
     assert seq.images is None
     assert (seq.intrinsics.fx, seq.intrinsics.fy, seq.intrinsics.cx, seq.intrinsics.cy) == (585.0, 585.0, 320.0, 240.0)
+
+
+def test_sevenscenes_colour_depth_moves_pixels_into_the_wider_colour_camera() -> None:
+    # a 2 m wall with a 1 m post in depth columns 598-602: seen by a 525 px colour camera (wider than the
+    # 585 px depth camera about the same centre) the post moves to 320 + 280 * 525 / 585 = 571.3 and the
+    # colour image's border, outside the depth camera's view, has no depth
+    d = np.full((480, 640), 2.0, np.float32)
+    d[:, 598:603] = 1.0
+    gt = GroundTruthSequence(images=None, depth=[d], intrinsics=Intrinsics(585.0, 585.0, 320.0, 240.0, 640, 480),
+                             poses=None, name="t", max_depth=10.0)
+    (out,) = sevenscenes_colour_depth(gt, colour_focal=525.0)
+    assert out.shape == (480, 640) and out.dtype == np.float32
+    row = out[240]
+    post = np.flatnonzero(row == 1.0)
+    assert post.min() >= 569 and post.max() <= 574
+    assert np.all(row[:30] == 0) and np.all(row[-30:] == 0)
+    assert set(np.unique(out[out > 0])) == {1.0, 2.0}  # depth values are kept, only moved
+    assert (out > 0).mean() > 0.75
 
 
 def test_sevenscenes_missing_pose_is_named(tmp_path: Path) -> None:
