@@ -61,8 +61,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from steadydepth.eval.datasets import GroundTruthSequence
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -92,6 +96,7 @@ def link_frames(frames: list[Path], dest: Path) -> None:
 
 def run_once(name: str, work: Path, preset: str, extra: list[str]) -> dict:
     """One ``steadydepth run`` on sequence ``name`` in a fresh process, scored against its ground truth."""
+    from steadydepth.eval.datasets import load_ground_truth
     from steadydepth.eval.evaluate import evaluate_output
 
     seq = SHARED / name
@@ -108,11 +113,12 @@ def run_once(name: str, work: Path, preset: str, extra: list[str]) -> dict:
     info = json.loads((out / "run.json").read_text())
     cams = json.loads((out / "cameras.json").read_text()) if (out / "cameras.json").is_file() else {}
     intr = cams.get("intrinsics") or {}
-    ev = evaluate_output(out, seq)
+    gt = load_ground_truth(seq)
+    ev = evaluate_output(out, gt)
     row = ev["rows"][0]
     assert row["align"] == "sequence"
     posed = sum(f.get("pose_c2w") is not None for f in cams.get("frames", []))
-    colour = colour_registered_scores(out, seq)
+    colour = colour_registered_scores(out, seq, gt)
     return {
         "seq": name, "frames": info["frames"], "size": "x".join(map(str, info.get("processing_size", []))),
         "abs_rel": row["abs_rel"], "delta1": row["delta1"], "tae": row["tae"], "head": row["head_ratio"],
@@ -124,17 +130,17 @@ def run_once(name: str, work: Path, preset: str, extra: list[str]) -> dict:
     }
 
 
-def colour_registered_scores(out: Path, seq: Path) -> tuple[float, float] | None:
-    """AbsRel and delta1 (sequence alignment) of a 7-Scenes run against its ground truth moved into
-    the assumed colour camera (:func:`~steadydepth.eval.real_sequences.sevenscenes_colour_depth`);
-    None for a sequence whose depth is already the colour camera's (the RealSense desk)."""
+def colour_registered_scores(out: Path, seq: Path, gt: GroundTruthSequence) -> tuple[float, float] | None:
+    """AbsRel and delta1 (sequence alignment) of a run against ``gt``, the ground truth of ``seq``,
+    moved into the assumed colour camera
+    (:func:`~steadydepth.eval.real_sequences.sevenscenes_colour_depth`); None for a sequence whose
+    depth is already the colour camera's (the RealSense desk, which has ``rgb/``)."""
     from steadydepth.eval.evaluate import read_output_depth
     from steadydepth.eval.metrics import evaluate_depth
-    from steadydepth.eval.real_sequences import load_sevenscenes, sevenscenes_colour_depth
+    from steadydepth.eval.real_sequences import sevenscenes_colour_depth
 
     if (seq / "rgb").is_dir():
         return None
-    gt = load_sevenscenes(seq, load_images=False)
     colour = sevenscenes_colour_depth(gt)
     files, indices = read_output_depth(out)
     m = evaluate_depth(lambda: (np.load(f) for f in files), [colour[i] for i in indices], align="sequence",
@@ -157,8 +163,8 @@ def summarise(runs: list[dict]) -> dict:
     if not ok:
         return {"seq": runs[0]["seq"], "frames": str(runs[0].get("frames", "—")), "runs": f"0/{len(runs)}",
                 "note": runs[0]["note"]}
-    cols = {"abs_rel": ".4f", "delta1": ".3f", "abs_rel_colour": ".4f", "delta1_colour": ".3f", "tae": ".2f", "head": ".2f", "ate": ".4f", "fps": ".2f",
-            "peak_mb": ".0f", "focal": ".1f", "wall_s": ".1f"}
+    cols = {"abs_rel": ".4f", "delta1": ".3f", "abs_rel_colour": ".4f", "delta1_colour": ".3f", "tae": ".2f",
+            "head": ".2f", "ate": ".4f", "fps": ".2f", "peak_mb": ".0f", "focal": ".1f", "wall_s": ".1f"}
     out = {"seq": ok[0]["seq"], "frames": str(ok[0]["frames"]), "size": ok[0]["size"],
            "runs": f"{len(ok)}/{len(runs)}", "posed": " ".join(sorted({r["posed"] for r in ok})),
            "warnings": " / ".join(sorted({r["warnings"] for r in ok}))}

@@ -20,7 +20,7 @@ import numpy as np
 from ..exports import frame_poses
 from ..errors import InputError
 from ..options import option_text
-from .datasets import load_ground_truth
+from .datasets import GroundTruthSequence, load_ground_truth
 from .metrics import evaluate_depth
 from .trajectory import trajectory_error
 
@@ -72,8 +72,11 @@ def _output_poses(folder: Path, count: int) -> list[np.ndarray | None] | None:
     return poses[:count] if any(p is not None for p in poses) else None
 
 
-def evaluate_output(output: Path, gt_path: Path, *, max_depth: float | None = None) -> dict:
+def evaluate_output(output: Path, gt_path: Path | GroundTruthSequence, *, max_depth: float | None = None) -> dict:
     """Metrics of one output folder against one ground-truth sequence, as table rows + details.
+
+    ``gt_path`` is a ground-truth folder (read with
+    :func:`~steadydepth.eval.datasets.load_ground_truth`) or a sequence already loaded.
 
     A run that did not finish (``run.json`` status ``running``, ``interrupted`` or ``failed``)
     is scored on the frames it wrote, with a warning; the result's ``status`` and ``partial``
@@ -87,9 +90,10 @@ def evaluate_output(output: Path, gt_path: Path, *, max_depth: float | None = No
     if partial:
         log.warning("%s: run.json says the run is '%s' (it did not finish): scoring only the %d frames it wrote",
                     output, status, len(files))
-    gt = load_ground_truth(gt_path)
+    gt = gt_path if isinstance(gt_path, GroundTruthSequence) else load_ground_truth(gt_path)
     if max(indices) >= len(gt.depth):
-        raise InputError(f"{gt_path}: ground truth has {len(gt.depth)} frames, the output refers to frame {max(indices)}")
+        where = gt.name if isinstance(gt_path, GroundTruthSequence) else gt_path
+        raise InputError(f"{where}: ground truth has {len(gt.depth)} frames, the output refers to frame {max(indices)}")
     gt_depth = [gt.depth[i] for i in indices]
     poses = None if gt.poses is None else np.asarray(gt.poses)[indices]
     md = max_depth if max_depth is not None else gt.max_depth

@@ -186,10 +186,8 @@ def load_realsense_folder(folder: str | Path, *, max_depth: float = 10.0, load_i
 
 
 # ----------------------------------------------------------------------------------------
-# dispatch
+# 7-Scenes ground truth in the colour camera
 # ----------------------------------------------------------------------------------------
-
-
 def sevenscenes_colour_depth(gt: GroundTruthSequence, colour_focal: float = SEVENSCENES_COLOUR_FOCAL) -> list[np.ndarray]:
     """The depth maps of a 7-Scenes sequence re-projected into an assumed colour camera.
 
