@@ -80,12 +80,12 @@ def apply_display_transform(image: np.ndarray, transform: str) -> np.ndarray:
 
 
 def _frame_display_matrix(frame: Any) -> np.ndarray | None:
-    try:
-        from av.sidedata.sidedata import Type
+    """The 9 int32 values of a decoded PyAV frame's display matrix, or None when it has none.
 
-        for item in frame.side_data:
-            if item.type == Type.DISPLAYMATRIX:
-                return np.frombuffer(bytes(item), dtype=np.int32)[:9]
-    except Exception:  # pragma: no cover - older PyAV: fall back to frame.rotation
-        return None
-    return None
+    PyAV's ``frame.side_data`` is a mapping from side-data type to item (iterating it gives the
+    types, not the items, from 18.1.1 on), so the matrix is looked up by its type.
+    """
+    from av.sidedata.sidedata import Type
+
+    item = frame.side_data.get(Type.DISPLAYMATRIX)
+    return None if item is None else np.frombuffer(bytes(item), dtype=np.int32)[:9]

@@ -216,11 +216,8 @@ class VideoSource(FrameSource):
                 raise InputError(f"{p}: no decodable video frame{reason}")
             self.pix_fmt = first.format.name
             self.rotation = int(round(first.rotation or 0))
-            matrix = _frame_display_matrix(first)
-            if matrix is not None:
-                self.transform = display_transform(matrix)
-            else:  # no side data access: rotation only
-                self.transform = {0: "identity", 1: "cclock", 2: "rot180", 3: "clock"}[int(round(self.rotation / 90.0)) % 4]
+            # PyAV's frame.rotation is read from the same matrix: without one both say "upright"
+            self.transform = display_transform(_frame_display_matrix(first))
             w, h = first.width, first.height
             if self.transform in ("clock", "cclock", "transpose", "antitranspose"):
                 w, h = h, w
