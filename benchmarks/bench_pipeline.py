@@ -27,14 +27,15 @@ SHARED = ROOT.parent / "shared" / "data" / "open3d_rgbd"
 CHILD = "import sys; from steadydepth.cli import main; sys.exit(main(sys.argv[1:]))"
 
 CASES = {
-    # name: (frames, width, height, motion, moving_object, textureless_wall)
-    "orbit60": (60, 480, 270, "orbit", False, False),
-    "orbit300": (300, 480, 270, "orbit", False, False),
-    "mover60": (60, 480, 270, "orbit", True, False),
-    "walk60": (60, 480, 270, "walk", False, False),
-    "drone60": (60, 480, 270, "drone", False, False),
-    "forward60": (60, 480, 270, "forward", False, False),
-    "textureless60": (60, 480, 270, "orbit", False, True),
+    # name: (frames, width, height, motion, moving object (None or a kind of synthetic.MOVERS), textureless_wall)
+    "orbit60": (60, 480, 270, "orbit", None, False),
+    "orbit300": (300, 480, 270, "orbit", None, False),
+    "mover60": (60, 480, 270, "orbit", "box", False),
+    "person60": (60, 480, 270, "orbit", "person", False),
+    "walk60": (60, 480, 270, "walk", None, False),
+    "drone60": (60, 480, 270, "drone", None, False),
+    "forward60": (60, 480, 270, "forward", None, False),
+    "textureless60": (60, 480, 270, "orbit", None, True),
 }
 
 
@@ -61,8 +62,8 @@ def _case(name: str, root: Path, preset: str, run_args: list[str]) -> dict:
 
         n, w, h, motion, mover, blank = CASES[name]
         t = time.perf_counter()
-        clip = render_clip(num_frames=n, width=w, height=h, motion=motion, moving_object=mover,
-                           textureless_wall=blank, seed=0)
+        clip = render_clip(num_frames=n, width=w, height=h, motion=motion, moving_object=mover is not None,
+                           textureless_wall=blank, seed=0, mover=mover or "box")
         save_clip(clip, root / name)
         render_s = time.perf_counter() - t
         src, gt = root / name / "clip.mp4", root / name / "gt"

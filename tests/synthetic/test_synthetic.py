@@ -172,6 +172,22 @@ def test_moving_object_mask_moves() -> None:
     assert static.dynamic_mask is None
 
 
+def test_person_mover_is_large_and_stands_on_the_floor() -> None:
+    clip = render_clip(8, 64, 48, motion="orbit", moving_object=True, mover="person")
+    share = clip.dynamic_mask.mean(axis=(1, 2))
+    assert share[4:7].min() > 0.15  # person-sized near the camera, unlike the small box
+    scene = build_scene(moving_object=True, mover="person")
+    person = scene.primitives[-1]
+    assert person.name == "walking person"
+    person.centre = moving_object_centre(5, 8, "person")
+    assert person.centre[1] + person.half[1] >= 1.5  # reaches the floor (y = +1.5, y down)
+    X = _unproject(clip.depth[5], clip.intrinsics.K, clip.poses[5])
+    on_person = np.abs(person.signed_distance(X)) < 1e-5
+    np.testing.assert_array_equal(on_person.reshape(48, 64), clip.dynamic_mask[5])
+    with pytest.raises(InputError, match="unknown moving object 'cat'"):
+        render_clip(2, 16, 12, moving_object=True, mover="cat")
+
+
 def test_textureless_wall_is_flat() -> None:
     intr = Intrinsics.from_fov(60.0, W, H)
     pose = np.eye(4)

@@ -35,7 +35,7 @@ from __future__ import annotations
 from .cli import main
 from .paths import MOTIONS, camera_path
 from .render import SyntheticClip, render_clip, render_frame
-from .scene import Primitive, Scene, build_scene, moving_object_centre
+from .scene import MOVERS, Primitive, Scene, build_scene, moving_object_centre
 from .textures import TextureAtlas
 from .writer import save_as_run, save_clip
 
@@ -45,6 +45,7 @@ __all__ = [
     "Scene",
     "TextureAtlas",
     "MOTIONS",
+    "MOVERS",
     "build_scene",
     "camera_path",
     "moving_object_centre",

@@ -6,6 +6,7 @@ import argparse
 
 from .paths import MOTIONS
 from .render import render_clip
+from .scene import MOVERS
 from .writer import save_clip
 
 __all__ = ["main"]
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--motion", choices=MOTIONS, default="orbit")
     ap.add_argument("--moving-object", action="store_true")
+    ap.add_argument("--mover", choices=MOVERS, default="box", help="kind of moving object (with --moving-object)")
     ap.add_argument("--textureless-wall", action="store_true")
     ap.add_argument("--hfov", type=float, default=60.0, help="horizontal field of view, degrees")
     ap.add_argument("--fps", type=float, default=24.0)
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     clip = render_clip(args.frames, args.width, args.height, motion=args.motion,
                        moving_object=args.moving_object, textureless_wall=args.textureless_wall,
-                       hfov_deg=args.hfov, seed=args.seed)
+                       hfov_deg=args.hfov, seed=args.seed, mover=args.mover)
     clip.fps = args.fps
     out = save_clip(clip, args.out, video=not args.no_video)
     print(f"wrote {len(clip)} frames ({args.width}x{args.height}, {args.motion}) to {out}")

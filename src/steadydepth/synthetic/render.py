@@ -135,14 +135,16 @@ def render_frame(scene: Scene, intrinsics: Intrinsics, pose_c2w: np.ndarray,
 
 def render_clip(num_frames: int = 40, width: int = 320, height: int = 240, *, motion: str = "orbit",
                 moving_object: bool = False, textureless_wall: bool = False, hfov_deg: float = 60.0,
-                k1: float = 0.0, seed: int = 0) -> SyntheticClip:
+                k1: float = 0.0, seed: int = 0, mover: str = "box") -> SyntheticClip:
     """Render a synthetic clip with exact depth, intrinsics and camera-to-world poses.
 
     ``motion`` is one of :data:`MOTIONS`: ``"orbit"`` (default; arc around the scene with
     handheld wobble), ``"walk"`` (wandering handheld path), ``"forward"`` (dolly along the
     optical axis), ``"pan"`` (pure rotation, zero translation), ``"static"`` (fixed camera),
-    ``"drone"`` (high, looking down, translating). ``moving_object`` adds a box sliding
-    across the scene (``dynamic_mask`` marks its pixels); ``textureless_wall`` makes the far
+    ``"drone"`` (high, looking down, translating). ``moving_object`` adds a moving object of
+    kind ``mover`` (:data:`~steadydepth.synthetic.scene.MOVERS`: a small box sliding across the
+    scene, or a person-sized textured block walking past near the camera; ``dynamic_mask``
+    marks its pixels); ``textureless_wall`` makes the far
     wall (z = +3 m) a uniform colour with only a faint gradient. ``k1`` renders through a
     ``SIMPLE_RADIAL`` lens (:class:`~steadydepth.types.Intrinsics`; images and depth on the
     distorted pixels). Deterministic given ``seed``.
@@ -155,16 +157,16 @@ def render_clip(num_frames: int = 40, width: int = 320, height: int = 240, *, mo
         intr = dataclasses.replace(Intrinsics.from_fov(hfov_deg, width, height), k1=float(k1))
     except ValueError as exc:
         raise InputError(f"synthetic clip: {exc}") from exc
-    scene = build_scene(moving_object=moving_object, textureless_wall=textureless_wall, seed=seed)
+    scene = build_scene(moving_object=moving_object, textureless_wall=textureless_wall, seed=seed, mover=mover)
     poses = camera_path(num_frames, motion, seed=seed)
     rays = _pixel_rays(intr)
     images = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     depth = np.empty((num_frames, height, width), dtype=np.float32)
     dyn = np.zeros((num_frames, height, width), dtype=bool) if moving_object else None
-    mover = scene.primitives[-1] if moving_object else None
+    moving = scene.primitives[-1] if moving_object else None
     for k in range(num_frames):
-        if mover is not None:
-            mover.centre = moving_object_centre(k, num_frames)
+        if moving is not None:
+            moving.centre = moving_object_centre(k, num_frames, mover)
         img, dep, dm = render_frame(scene, intr, poses[k], _rays=rays)
         images[k], depth[k] = img, dep
         if dyn is not None:

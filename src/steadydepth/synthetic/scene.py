@@ -1,5 +1,5 @@
 """The synthetic room: boxes and planes (:class:`Primitive`), their ray intersection, and
-:func:`build_scene` (optionally a moving box and a textureless far wall).
+:func:`build_scene` (optionally a moving object and a textureless far wall).
 
 World coordinates in metres; rotations are 3x3 matrices.
 """
@@ -15,7 +15,12 @@ import numpy as np
 from ..errors import InputError
 from .textures import TextureAtlas, _TEX_SIZE, _texture_bank
 
-__all__ = ["Primitive", "Scene", "build_scene", "moving_object_centre"]
+__all__ = ["MOVERS", "Primitive", "Scene", "build_scene", "moving_object_centre"]
+
+#: kinds of moving object: ``"box"`` (small, one-coloured, sliding in front of the objects) and
+#: ``"person"`` (person-sized, 0.7 x 1.7 x 0.4 m, textured, standing on the floor and walking
+#: across close to the camera: 15-20 % of the frame once it is in view)
+MOVERS = ("box", "person")
 
 
 #: room bounds (metres, world frame, y down)
@@ -231,18 +236,26 @@ def _rot_z(deg: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def moving_object_centre(frame: int, num_frames: int) -> np.ndarray:
-    """World centre of the moving box in ``frame`` (it slides along x in front of the objects)."""
+def moving_object_centre(frame: int, num_frames: int, kind: str = "box") -> np.ndarray:
+    """World centre of the moving object of ``kind`` (:data:`MOVERS`) in ``frame``: both move
+    along x at a constant speed over the clip, the box in front of the objects, the person
+    nearer the camera."""
     s = frame / max(num_frames - 1, 1)
+    if kind == "person":
+        return np.array([-1.4 + 2.8 * s, 0.65, -0.5])
     return np.array([-1.6 + 3.2 * s, 1.15, -0.35])
 
 
-def build_scene(*, moving_object: bool = False, textureless_wall: bool = False, seed: int = 0) -> Scene:
+def build_scene(*, moving_object: bool = False, textureless_wall: bool = False, seed: int = 0,
+                mover: str = "box") -> Scene:
     """The room and its objects (see module docstring); ``seed`` shifts texture placement.
 
-    The moving object (when asked for) is the last primitive; :func:`render_clip` sets its
-    ``centre`` to :func:`moving_object_centre` before rendering each frame.
+    The moving object (when asked for; ``mover`` is its kind, one of :data:`MOVERS`) is the
+    last primitive; :func:`render_clip` sets its ``centre`` to :func:`moving_object_centre`
+    before rendering each frame.
     """
+    if mover not in MOVERS:
+        raise InputError(f"unknown moving object '{mover}': choose one of {', '.join(MOVERS)}")
     rng = np.random.default_rng(seed)
     bank = _texture_bank()
 
@@ -270,7 +283,11 @@ def build_scene(*, moving_object: bool = False, textureless_wall: bool = False, 
         Primitive("sphere", np.array([2.4, -0.5, 2.2]), radius=0.5, rotation=_rot_z(30.0),
                   textures=(1,), tex_offset=offsets(), tex_scale=1.0, name="floating ball"),
     ]
-    if moving_object:
+    if moving_object and mover == "person":
+        prims.append(Primitive("box", moving_object_centre(0, 2, mover), half=np.array([0.35, 0.85, 0.2]),
+                               rotation=_rot_y(10.0), textures=(3,) * 6, tex_offset=offsets(),
+                               tex_scale=0.8, dynamic=True, name="walking person"))
+    elif moving_object:
         prims.append(Primitive("box", moving_object_centre(0, 2), half=np.array([0.3, 0.35, 0.2]),
                                rotation=_rot_y(10.0), textures=(2,) * 6, tex_offset=offsets(),
                                tex_scale=0.9, dynamic=True, name="moving box"))
