@@ -116,9 +116,11 @@ def orbit_clip():
 def test_sfm_orbit_matches_ground_truth(orbit_clip, tmp_path):
     clip = orbit_clip
     calls = []
+    timings: dict = {}
     cams = estimate_cameras(_frames(clip.images, first=10, step=2), tmp_path,
-                            progress=lambda s, d, t: calls.append((s, d, t)))
+                            progress=lambda s, d, t: calls.append((s, d, t)), timings=timings)
     assert cams.frame_indices == [10 + 2 * i for i in range(24)]
+    assert timings["num_moving_points"] == 0  # a static scene: no point is taken for a moving object
     assert cams.num_posed == 24 and cams.source == "pycolmap" and cams.units == "scene"
     assert not any(w.startswith(("no-parallax", "interpolated", "intrinsics")) for w in cams.warnings), cams.warnings
     st = trajectory_error(cams.poses, list(clip.poses))
@@ -143,6 +145,20 @@ def test_sfm_orbit_matches_ground_truth(orbit_clip, tmp_path):
     assert len(list((tmp_path / "images").glob("*.jpg"))) == 24
     exported = read_colmap_text(tmp_path / "sfm" / "model_text")
     assert exported.intrinsics == cams.intrinsics
+
+
+def test_sfm_person_walking_past_does_not_bend_the_camera_path(tmp_path):
+    # a person-sized textured mover covering a quarter of the frames: without removing its
+    # points the mapping bent the path (ATE 1.2 % of the extent, focal 2 % off); with it 0.14 %
+    synthetic = pytest.importorskip("steadydepth.synthetic")
+    clip = synthetic.render_clip(60, 480, 270, motion="orbit", moving_object=True, mover="person", seed=0)
+    timings: dict = {}
+    cams = estimate_cameras(_frames(clip.images), tmp_path, timings=timings)
+    assert timings["num_moving_points"] > 50
+    st = trajectory_error(cams.poses, list(clip.poses))
+    c = clip.poses[:, :3, 3]
+    assert st["ate_rmse"] < 0.004 * np.linalg.norm(c.max(0) - c.min(0)), st
+    assert cams.intrinsics.fx == pytest.approx(clip.intrinsics.fx, rel=0.01)
 
 
 def test_sfm_orbit_known_intrinsics_stay_fixed(orbit_clip, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..types import Intrinsics
 from .colmap_log import quiet_colmap as _quiet_colmap  # noqa: F401 - also imported by sfm_focal
+from .sfm_movers import remove_moving_points
 from .sfm_settings import ProgressFn, SfmPreset, _report
 
 __all__ = []
@@ -181,6 +182,8 @@ def _map_keyframes(
                  len(good), sorted((r.num_reg_images() for r in good.values()), reverse=True))
     rec = _largest(good)
     drop_stray_keyframes(rec)
+    with _quiet_colmap():  # its bundle adjustments log through glog
+        rec, timings["num_moving_points"] = remove_moving_points(rec)
     return rec, len(good)
 
 
