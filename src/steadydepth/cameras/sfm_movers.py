@@ -190,21 +190,19 @@ def remove_moving_points(rec, settings: MoverSettings | None = None) -> tuple[ob
     core_err = float(np.nanmedian(_retriangulated_errors(rec, static, core_ids)))
     limit = max(s.moving_factor * core_err, s.moving_px)
     moving: set[int] = set()
-    loose: set[int] = set()
     for g in groups[1:]:
-        ids = sorted(g)
-        errs = _retriangulated_errors(rec, static, ids)
-        if len(g) >= s.min_group:
-            err = float(np.nanmedian(errs))
-            log.debug("SfM: moving-object test: %d points, median error %.2f px under the static cameras "
-                      "(core %.2f)", len(g), err, core_err)
-            if err > limit:
-                moving |= g
-                continue
-        loose |= {p for p, e in zip(ids, errs) if e > limit}
+        if len(g) < s.min_group:
+            break  # groups are sorted by size
+        err = float(np.nanmedian(_retriangulated_errors(rec, static, sorted(g))))
+        log.debug("SfM: moving-object test: %d points, median error %.2f px under the static cameras (core %.2f)",
+                  len(g), err, core_err)
+        if err > limit:
+            moving |= g
     if not moving:
         return rec, 0
-    moving |= loose  # with a mover found, the single points that do not meet either are mostly its own
+    # with a mover found, the single points outside the core that do not meet either are mostly its own
+    rest = sorted(p for p in rec.points3D.keys() if p not in core and p not in moving)
+    moving |= {p for p, e in zip(rest, _retriangulated_errors(rec, static, rest)) if e > limit}
     if len(moving) > s.max_share * total:
         log.info("SfM: %d of %d points would be moving objects; more than the test trusts, kept", len(moving), total)
         return rec, 0
