@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..types import Intrinsics
 from .colmap_log import quiet_colmap as _quiet_colmap  # noqa: F401 - also imported by sfm_focal
-from .sfm_movers import remove_moving_points
+from .sfm_movers import registered_in_clip_order, remove_moving_points
 from .sfm_settings import ProgressFn, SfmPreset, _report
 
 __all__ = []
@@ -224,7 +224,7 @@ def drop_stray_keyframes(rec) -> list[str]:
     """
     import numpy as np
 
-    ids = sorted(rec.reg_image_ids(), key=lambda i: rec.images[i].name)
+    ids = registered_in_clip_order(rec)
     if len(ids) < 3:
         return []
     centres = np.array([rec.images[i].projection_center() for i in ids], dtype=np.float64)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MoverSettings", "remove_moving_points"]
+__all__ = ["MoverSettings", "registered_in_clip_order", "remove_moving_points"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ class MoverSettings:
     max_share: float = 0.4
 
 
-def _image_order(rec) -> list[int]:
+def registered_in_clip_order(rec) -> list[int]:
+    """Ids of the registered images of a keyframe model in clip order (image names sort so)."""
     return sorted(rec.reg_image_ids(), key=lambda i: rec.images[i].name)
 
 
@@ -75,7 +76,7 @@ def _motion_groups(rec, s: MoverSettings) -> list[set[int]]:
     from scipy.spatial import cKDTree
 
     obs = []
-    for i in _image_order(rec):
+    for i in registered_in_clip_order(rec):
         im = rec.images[i]
         obs.append({p.point3D_id: np.asarray(p.xy, np.float64) for p in im.points2D if p.has_point3D()})
     agree: set[tuple[int, int]] = set()
@@ -120,17 +121,13 @@ def _motion_groups(rec, s: MoverSettings) -> list[set[int]]:
     return sorted(groups.values(), key=len, reverse=True)
 
 
-def _adjust(rec) -> None:
-    """Bundle adjustment of poses and points in place (intrinsics held, one thread: repeatable)."""
-    import pycolmap
+def _adjusted_held(rec):
+    """A copy of ``rec`` bundle-adjusted with its intrinsics as they are (poses and points free):
+    :func:`~steadydepth.cameras.sfm_focal._adjusted` with the shared focal and radial term held."""
+    from .sfm_focal import _adjusted  # sfm_focal imports the mapping, which imports this module
 
-    opts = pycolmap.BundleAdjustmentOptions()
-    opts.print_summary = False
-    opts.refine_focal_length = False
-    opts.refine_principal_point = False
-    opts.refine_extra_params = False
-    opts.ceres.solver_options.num_threads = 1
-    pycolmap.bundle_adjustment(rec, opts)
+    focal = float(next(iter(rec.cameras.values())).params[0])
+    return _adjusted(rec, focal=focal, refine_k=False)
 
 
 def _retriangulated_errors(rec, cams, ids) -> np.ndarray:
@@ -185,7 +182,7 @@ def remove_moving_points(rec, settings: MoverSettings | None = None) -> tuple[ob
     if min(seen) < s.core_per_image:
         log.debug("SfM: moving-object test skipped: a keyframe sees only %d points of the largest group", min(seen))
         return rec, 0
-    _adjust(static)
+    static = _adjusted_held(static)
     core_ids = sorted(core)
     core_err = float(np.nanmedian(_retriangulated_errors(rec, static, core_ids)))
     limit = max(s.moving_factor * core_err, s.moving_px)
@@ -209,7 +206,7 @@ def remove_moving_points(rec, settings: MoverSettings | None = None) -> tuple[ob
     out = pycolmap.Reconstruction(rec)
     for pid in moving:
         out.delete_point3D(pid)
-    _adjust(out)
+    out = _adjusted_held(out)
     log.info("SfM: %d of %d points lay on moving objects (they do not meet under the static scene's cameras); "
              "removed", len(moving), total)
     return out, len(moving)
